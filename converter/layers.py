@@ -1,0 +1,221 @@
+"""Lower the graph's stage ops into layer records: geometry and integer parameters.
+
+A `Layer` holds exactly what the PATCH_STAGE options hold for one layer (see
+docs/patch_stage_format.md), plus, when it comes from the converter, the graph
+op it replaces. Lowering refuses (with `Unsupported`) anything the kernel
+cannot reproduce bit for bit; such an op ends the stage.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import quant
+from .graph import Graph, Op
+from .schema import BuiltinOperator, Padding, TensorType
+
+CONV, DEPTHWISE, ADD, PAD, MAX_POOL, AVG_POOL = range(6)
+KIND_NAMES = {CONV: "CONV_2D", DEPTHWISE: "DEPTHWISE_CONV_2D", ADD: "ADD", PAD: "PAD",
+              MAX_POOL: "MAX_POOL_2D", AVG_POOL: "AVERAGE_POOL_2D"}
+STAGE_INPUT = -1
+
+
+class Unsupported(Exception):
+    """This op cannot be part of a PATCH_STAGE; the message says why."""
+
+
+@dataclass
+class Layer:
+    op: int
+    inputs: list                      # sources: STAGE_INPUT or an earlier layer index
+    in_shapes: list                   # [(H, W, C)] per source
+    out_shape: tuple                  # (H, W, C)
+    kernel: tuple = (1, 1)
+    stride: tuple = (1, 1)
+    dilation: tuple = (1, 1)
+    padding: tuple = (0, 0, 0, 0)     # top, left, bottom, right
+    depth_multiplier: int = 1
+    in_zp: list = field(default_factory=list)
+    out_zp: int = 0
+    act: tuple = (quant.INT8_MIN, quant.INT8_MAX)
+    multiplier: list = field(default_factory=list)
+    shift: list = field(default_factory=list)
+    add_params: list = field(default_factory=list)
+    pad_value: int = 0
+    filter: int = -1                  # index into PATCH_STAGE inputs
+    bias: int = -1
+    buffer_offset: int = 0
+    buffer_bytes: int = 0
+    # converter-side only
+    op_index: int = -1
+    filter_tensor: int = -1           # graph tensor indices
+    bias_tensor: int = -1
+
+    @property
+    def name(self) -> str:
+        return KIND_NAMES[self.op]
+
+    def macs_per_output_pixel(self) -> int:
+        kh, kw = self.kernel
+        if self.op == CONV:
+            return kh * kw * self.in_shapes[0][2] * self.out_shape[2]
+        if self.op == DEPTHWISE:
+            return kh * kw * self.out_shape[2]
+        return 0
+
+
+def same_or_valid_padding(padding: int, in_hw: tuple, kernel: tuple, stride: tuple, dilation: tuple):
+    """TFLite's output size and (top, left, bottom, right) padding.
+
+    ComputePaddingHeightWidth: the total padding is split with the odd extra
+    row/column at the bottom/right.
+    """
+    out, pads = [], []
+    for size, k, s, d in zip(in_hw, kernel, stride, dilation):
+        effective = (k - 1) * d + 1
+        if padding == Padding.SAME:
+            o = (size + s - 1) // s
+        else:
+            o = (size + s - effective) // s
+        if o <= 0:
+            raise Unsupported(f"kernel {k} (dilation {d}) larger than the input ({size})")
+        total = max(0, (o - 1) * s + effective - size)
+        out.append(o)
+        pads.append((total // 2, total - total // 2))
+    (top, bottom), (left, right) = pads
+    return tuple(out), (top, left, bottom, right)
+
+
+def _image_shape(graph: Graph, t: int, what: str) -> tuple:
+    tensor = graph.tensors[t]
+    if tensor.type != TensorType.INT8:
+        raise Unsupported(f"{what} is {tensor.type_name}, not INT8")
+    if len(tensor.shape) != 4 or tensor.shape[0] != 1:
+        raise Unsupported(f"{what} has shape {list(tensor.shape)}, not [1, H, W, C]")
+    if len(tensor.scales) != 1:
+        raise Unsupported(f"{what} is not per-tensor quantized")
+    return tuple(tensor.shape[1:])
+
+
+def _conv_like(graph: Graph, op: Op, kind: int, sources: list) -> Layer:
+    o = op.options
+    in_shape = _image_shape(graph, op.inputs[0], "input")
+    out_shape = _image_shape(graph, op.outputs[0], "output")
+    filt = graph.tensors[op.inputs[1]]
+    if not filt.is_constant or filt.type != TensorType.INT8 or len(filt.shape) != 4:
+        raise Unsupported("filter is not a constant int8 4-D tensor")
+    if np.any(filt.zero_points != 0):
+        raise Unsupported("filter zero points are not 0")
+    bias_t = op.inputs[2] if len(op.inputs) > 2 and op.inputs[2] >= 0 else -1
+    if bias_t >= 0:
+        b = graph.tensors[bias_t]
+        if not b.is_constant or b.type != TensorType.INT32:
+            raise Unsupported("bias is not a constant int32 tensor")
+    kernel = (filt.shape[1], filt.shape[2])
+    stride = (o.strideH, o.strideW)
+    dilation = (o.dilationHFactor or 1, o.dilationWFactor or 1)
+    out_hw, padding = same_or_valid_padding(o.padding, in_shape[:2], kernel, stride, dilation)
+    out_c = out_shape[2]
+    if kind == CONV:
+        if filt.shape[0] != out_c or filt.shape[3] != in_shape[2]:
+            raise Unsupported("filter shape does not match input/output channels (grouped conv?)")
+        depth_multiplier = 1
+    else:
+        if filt.shape[0] != 1 or filt.shape[3] != out_c or out_c % in_shape[2]:
+            raise Unsupported("depthwise filter shape does not match channels")
+        depth_multiplier = out_c // in_shape[2]
+    if tuple(out_hw) != tuple(out_shape[:2]):
+        raise Unsupported(f"output size {list(out_shape[:2])} is not what the padding rule gives ({list(out_hw)})")
+    inp, out = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
+    scales = filt.scales if len(filt.scales) > 1 else np.repeat(filt.scales[:1], out_c)
+    if len(scales) != out_c:
+        raise Unsupported("per-channel filter scales do not match the output channels")
+    mults, shifts = [], []
+    for s in scales:
+        m, sh = quant.quantize_multiplier(float(inp.scale) * float(s) / float(out.scale))
+        mults.append(m)
+        shifts.append(sh)
+    return Layer(kind, sources, [in_shape], out_shape, kernel=kernel, stride=stride, dilation=dilation,
+                 padding=padding, depth_multiplier=depth_multiplier, in_zp=[inp.zero_point],
+                 out_zp=out.zero_point, act=quant.activation_range(o.fusedActivationFunction, out.scale, out.zero_point),
+                 multiplier=mults, shift=shifts, op_index=op.index, filter_tensor=op.inputs[1], bias_tensor=bias_t)
+
+
+def _pool(graph: Graph, op: Op, kind: int, sources: list) -> Layer:
+    o = op.options
+    in_shape = _image_shape(graph, op.inputs[0], "input")
+    out_shape = _image_shape(graph, op.outputs[0], "output")
+    inp, out = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
+    if inp.zero_point != out.zero_point or inp.scale != out.scale:
+        raise Unsupported("pooling input and output quantization differ")
+    kernel, stride = (o.filterHeight, o.filterWidth), (o.strideH, o.strideW)
+    out_hw, padding = same_or_valid_padding(o.padding, in_shape[:2], kernel, stride, (1, 1))
+    if tuple(out_hw) != tuple(out_shape[:2]) or out_shape[2] != in_shape[2]:
+        raise Unsupported("pooling output shape is not what the padding rule gives")
+    return Layer(kind, sources, [in_shape], out_shape, kernel=kernel, stride=stride, padding=padding,
+                 in_zp=[inp.zero_point], out_zp=out.zero_point,
+                 act=quant.activation_range(o.fusedActivationFunction, out.scale, out.zero_point), op_index=op.index)
+
+
+def _add(graph: Graph, op: Op, sources: list) -> Layer:
+    shapes = [_image_shape(graph, t, "ADD input") for t in op.inputs[:2]]
+    out_shape = _image_shape(graph, op.outputs[0], "output")
+    if shapes[0] != shapes[1] or shapes[0] != out_shape:
+        raise Unsupported("ADD with broadcasting")
+    a, b, out = (graph.tensors[t] for t in (op.inputs[0], op.inputs[1], op.outputs[0]))
+    left_shift = 20
+    twice_max = 2 * max(float(a.scale), float(b.scale))
+    m1, s1 = quant.quantize_multiplier_smaller_than_one(float(a.scale) / twice_max)
+    m2, s2 = quant.quantize_multiplier_smaller_than_one(float(b.scale) / twice_max)
+    mo, so = quant.quantize_multiplier_smaller_than_one(twice_max / ((1 << left_shift) * float(out.scale)))
+    act = op.options.fusedActivationFunction if op.options is not None else 0
+    return Layer(ADD, sources, shapes, out_shape, in_zp=[a.zero_point, b.zero_point], out_zp=out.zero_point,
+                 act=quant.activation_range(act, out.scale, out.zero_point),
+                 add_params=[left_shift, m1, s1, m2, s2, mo, so], op_index=op.index)
+
+
+def _pad(graph: Graph, op: Op, sources: list) -> Layer:
+    in_shape = _image_shape(graph, op.inputs[0], "input")
+    out_shape = _image_shape(graph, op.outputs[0], "output")
+    paddings = graph.tensors[op.inputs[1]]
+    if not paddings.is_constant or paddings.data.shape != (4, 2):
+        raise Unsupported("PAD paddings are not a constant [4, 2] tensor")
+    p = paddings.data.astype(np.int64)
+    if p[0].any() or p[3].any() or (p < 0).any():
+        raise Unsupported("PAD on batch or channels, or negative padding")
+    inp, out = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
+    if inp.zero_point != out.zero_point or inp.scale != out.scale:
+        raise Unsupported("PAD input and output quantization differ")
+    pad_value = out.zero_point
+    if op.opcode == BuiltinOperator.PADV2 and len(op.inputs) > 2 and op.inputs[2] >= 0:
+        cv = graph.tensors[op.inputs[2]]
+        if not cv.is_constant or cv.num_elements != 1:
+            raise Unsupported("PADV2 constant value is not a constant scalar")
+        pad_value = int(cv.data.reshape(-1)[0])
+    padding = (int(p[1, 0]), int(p[2, 0]), int(p[1, 1]), int(p[2, 1]))
+    expect = (in_shape[0] + padding[0] + padding[2], in_shape[1] + padding[1] + padding[3], in_shape[2])
+    if expect != out_shape:
+        raise Unsupported("PAD output shape does not match its paddings")
+    return Layer(PAD, sources, [in_shape], out_shape, padding=padding, in_zp=[inp.zero_point],
+                 out_zp=out.zero_point, pad_value=pad_value, op_index=op.index)
+
+
+def lower_op(graph: Graph, op: Op, sources: list) -> Layer:
+    """The layer record for a graph op, or Unsupported with the reason."""
+    if len(op.outputs) != 1:
+        raise Unsupported("op has several outputs")
+    code = op.opcode
+    if code == BuiltinOperator.CONV_2D:
+        return _conv_like(graph, op, CONV, sources)
+    if code == BuiltinOperator.DEPTHWISE_CONV_2D:
+        return _conv_like(graph, op, DEPTHWISE, sources)
+    if code == BuiltinOperator.ADD:
+        return _add(graph, op, sources)
+    if code in (BuiltinOperator.PAD, BuiltinOperator.PADV2):
+        return _pad(graph, op, sources)
+    if code == BuiltinOperator.MAX_POOL_2D:
+        return _pool(graph, op, MAX_POOL, sources)
+    if code == BuiltinOperator.AVERAGE_POOL_2D:
+        return _pool(graph, op, AVG_POOL, sources)
+    raise Unsupported(f"{op.name} is not a stage op")

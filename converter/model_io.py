@@ -1,0 +1,79 @@
+"""Read a .tflite file into the schema's object API, and write one atomically."""
+from __future__ import annotations
+
+import os
+import tempfile
+
+import flatbuffers
+
+from .errors import ModelError
+from .schema import schema
+
+FILE_IDENTIFIER = b"TFL3"
+
+
+def read_model_bytes(path: str) -> bytes:
+    """The bytes of a model file, with a clear error for what is not one."""
+    if not os.path.exists(path):
+        raise ModelError(f"{path}: no such file")
+    if not os.path.isfile(path):
+        raise ModelError(f"{path}: not a file")
+    with open(path, "rb") as f:
+        data = f.read()
+    if not data:
+        raise ModelError(f"{path}: empty file")
+    return data
+
+
+def parse_model(data: bytes, name: str = "model") -> "schema.ModelT":
+    """Unpack TFLite flatbuffer bytes; reject what is not a readable model."""
+    if len(data) < 8 or data[4:8] != FILE_IDENTIFIER:
+        raise ModelError(f"{name}: not a TFLite model (no 'TFL3' flatbuffer identifier)")
+    try:
+        root = schema.Model.GetRootAs(data, 0)
+        model = schema.ModelT.InitFromObj(root)
+    except Exception as exc:  # the flatbuffers runtime raises many types on bad bytes
+        raise ModelError(f"{name}: truncated or corrupt TFLite flatbuffer ({type(exc).__name__})") from None
+    if not model.subgraphs:
+        raise ModelError(f"{name}: model has no subgraph")
+    sg = model.subgraphs[0]
+    n_tensors = len(sg.tensors or [])
+    n_buffers = len(model.buffers or [])
+    for op in sg.operators or []:
+        for t in list(op.inputs if op.inputs is not None else []) + list(op.outputs if op.outputs is not None else []):
+            if t >= n_tensors:
+                raise ModelError(f"{name}: corrupt model (operator refers to tensor {t} of {n_tensors})")
+        if op.opcodeIndex >= len(model.operatorCodes or []):
+            raise ModelError(f"{name}: corrupt model (bad operator code index {op.opcodeIndex})")
+    for t in sg.tensors or []:
+        if t.buffer >= n_buffers:
+            raise ModelError(f"{name}: corrupt model (tensor refers to buffer {t.buffer} of {n_buffers})")
+    return model
+
+
+def load_model(path: str) -> "schema.ModelT":
+    return parse_model(read_model_bytes(path), name=path)
+
+
+def serialize_model(model: "schema.ModelT") -> bytes:
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=FILE_IDENTIFIER)
+    return bytes(builder.Output())
+
+
+def write_atomically(path: str, data: bytes) -> None:
+    """Write data to path so that a reader never sees a half-written file."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise ModelError(f"{path}: output directory does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=".tflm-patch-", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,145 @@
+"""Encode and decode the PATCH_STAGE custom options (a FlexBuffer map, version 1).
+
+The field list is the contract in docs/patch_stage_format.md.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flatbuffers import flexbuffers
+
+from .errors import ModelError
+from .layers import ADD, AVG_POOL, CONV, DEPTHWISE, MAX_POOL, PAD, STAGE_INPUT, Layer
+
+FORMAT_VERSION = 1
+CUSTOM_CODE = "PATCH_STAGE"
+
+
+@dataclass
+class StagePlan:
+    """What the options describe: the kernel's whole input besides tensors."""
+    layers: list
+    grid_rows: list
+    grid_cols: list
+    input_shape: tuple
+    scratch_bytes: int
+
+    @property
+    def num_patches(self) -> int:
+        return (len(self.grid_rows) - 1) * (len(self.grid_cols) - 1)
+
+
+def _has_geometry(op: int) -> bool:
+    return op in (CONV, DEPTHWISE, MAX_POOL, AVG_POOL)
+
+
+def encode(plan: StagePlan) -> bytes:
+    b = flexbuffers.Builder()
+    ints = flexbuffers.Type.INT
+
+    def vec(key, values):
+        b.Key(key)
+        b.TypedVectorFromElements([int(v) for v in values], ints)
+
+    with b.Map():
+        b.Int("version", FORMAT_VERSION)
+        vec("grid_rows", plan.grid_rows)
+        vec("grid_cols", plan.grid_cols)
+        vec("input_shape", plan.input_shape)
+        b.Int("scratch_bytes", int(plan.scratch_bytes))
+        with b.Vector("layers"):
+            for i, layer in enumerate(plan.layers):
+                with b.Map():
+                    b.Int("op", layer.op)
+                    vec("inputs", layer.inputs)
+                    vec("out_shape", layer.out_shape)
+                    if i < len(plan.layers) - 1:
+                        b.Int("buffer_offset", int(layer.buffer_offset))
+                        b.Int("buffer_bytes", int(layer.buffer_bytes))
+                    vec("in_zp", layer.in_zp)
+                    b.Int("out_zp", int(layer.out_zp))
+                    if layer.op != PAD:
+                        vec("act", layer.act)
+                    if _has_geometry(layer.op):
+                        vec("kernel", layer.kernel)
+                        vec("stride", layer.stride)
+                    if layer.op in (CONV, DEPTHWISE):
+                        vec("dilation", layer.dilation)
+                        b.Int("filter", int(layer.filter))
+                        b.Int("bias", int(layer.bias))
+                        vec("multiplier", layer.multiplier)
+                        vec("shift", layer.shift)
+                    if layer.op == DEPTHWISE:
+                        b.Int("depth_multiplier", int(layer.depth_multiplier))
+                    if _has_geometry(layer.op) or layer.op == PAD:
+                        vec("padding", layer.padding)
+                    if layer.op == ADD:
+                        vec("add_params", layer.add_params)
+                    if layer.op == PAD:
+                        b.Int("pad_value", int(layer.pad_value))
+    return bytes(b.Finish())
+
+
+def _get(d: dict, key: str, kind, where: str):
+    if key not in d:
+        raise ModelError(f"PATCH_STAGE options: {where} lacks '{key}'")
+    value = d[key]
+    if kind is int and not isinstance(value, int):
+        raise ModelError(f"PATCH_STAGE options: {where} '{key}' is not an int")
+    if kind is list and not (isinstance(value, list) and all(isinstance(v, int) for v in value)):
+        raise ModelError(f"PATCH_STAGE options: {where} '{key}' is not a vector of ints")
+    return value
+
+
+def decode(data: bytes) -> StagePlan:
+    """Parse options into a StagePlan; ModelError on anything malformed."""
+    try:
+        root = flexbuffers.Loads(bytes(data))
+    except Exception:
+        raise ModelError("PATCH_STAGE options: not a FlexBuffer") from None
+    if not isinstance(root, dict):
+        raise ModelError("PATCH_STAGE options: root is not a map")
+    version = _get(root, "version", int, "root")
+    if version != FORMAT_VERSION:
+        raise ModelError(f"PATCH_STAGE options: format version {version}, this tool reads {FORMAT_VERSION}")
+    input_shape = tuple(_get(root, "input_shape", list, "root"))
+    raw_layers = root.get("layers")
+    if not isinstance(raw_layers, list) or not raw_layers or not all(isinstance(x, dict) for x in raw_layers):
+        raise ModelError("PATCH_STAGE options: 'layers' is not a non-empty vector of maps")
+    layers = []
+    for i, d in enumerate(raw_layers):
+        where = f"layer {i}"
+        op = _get(d, "op", int, where)
+        if op not in (CONV, DEPTHWISE, ADD, PAD, MAX_POOL, AVG_POOL):
+            raise ModelError(f"PATCH_STAGE options: {where} has unknown op {op}")
+        sources = _get(d, "inputs", list, where)
+        if len(sources) != (2 if op == ADD else 1) or any(s < STAGE_INPUT or s >= i for s in sources):
+            raise ModelError(f"PATCH_STAGE options: {where} has bad inputs {sources}")
+        in_shapes = [input_shape if s == STAGE_INPUT else layers[s].out_shape for s in sources]
+        layer = Layer(op, sources, in_shapes, tuple(_get(d, "out_shape", list, where)),
+                      in_zp=_get(d, "in_zp", list, where), out_zp=_get(d, "out_zp", int, where))
+        if i < len(raw_layers) - 1:
+            layer.buffer_offset = _get(d, "buffer_offset", int, where)
+            layer.buffer_bytes = _get(d, "buffer_bytes", int, where)
+        if op != PAD:
+            layer.act = tuple(_get(d, "act", list, where))
+        if _has_geometry(op):
+            layer.kernel = tuple(_get(d, "kernel", list, where))
+            layer.stride = tuple(_get(d, "stride", list, where))
+        if op in (CONV, DEPTHWISE):
+            layer.dilation = tuple(_get(d, "dilation", list, where))
+            layer.filter = _get(d, "filter", int, where)
+            layer.bias = _get(d, "bias", int, where)
+            layer.multiplier = _get(d, "multiplier", list, where)
+            layer.shift = _get(d, "shift", list, where)
+        if op == DEPTHWISE:
+            layer.depth_multiplier = _get(d, "depth_multiplier", int, where)
+        if _has_geometry(op) or op == PAD:
+            layer.padding = tuple(_get(d, "padding", list, where))
+        if op == ADD:
+            layer.add_params = _get(d, "add_params", list, where)
+        if op == PAD:
+            layer.pad_value = _get(d, "pad_value", int, where)
+        layers.append(layer)
+    return StagePlan(layers, _get(root, "grid_rows", list, "root"), _get(root, "grid_cols", list, "root"),
+                     input_shape, _get(root, "scratch_bytes", int, "root"))

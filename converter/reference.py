@@ -1,0 +1,149 @@
+"""Python reference executor of PATCH_STAGE: runs the stage from its options alone.
+
+It follows the contract in docs/patch_stage_format.md with TFLM's reference
+integer arithmetic (quant.py), patch by patch, exactly as the C++ kernel does,
+so that the converter can prove a plan bit-exact on the host without a
+compiler. Arrays are NumPy; arithmetic is done in int64 and wrapped where
+int32 would wrap.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import quant
+from .errors import ModelError
+from .layers import ADD, AVG_POOL, CONV, DEPTHWISE, MAX_POOL, PAD, STAGE_INPUT
+from .options import StagePlan, decode
+from .regions import grid_tiles, is_empty, patch_regions
+
+
+class _View:
+    """A region of a layer's full image held densely: data[y - y0, x - x0, c]."""
+
+    def __init__(self, region, data):
+        self.region, self.data = region, data
+
+    def taps(self, ys: np.ndarray, xs: np.ndarray, in_shape):
+        """Values at global (ys[:,None], xs[None,:]) and the mask of in-image taps."""
+        y0, _, x0, _ = self.region
+        valid_y = (ys >= 0) & (ys < in_shape[0])
+        valid_x = (xs >= 0) & (xs < in_shape[1])
+        yi = np.where(valid_y, ys - y0, 0)
+        xi = np.where(valid_x, xs - x0, 0)
+        inside_y = (yi >= 0) & (yi < self.data.shape[0])
+        inside_x = (xi >= 0) & (xi < self.data.shape[1])
+        if not (inside_y[valid_y].all() and inside_x[valid_x].all()):
+            raise AssertionError("patch region does not cover a tap the layer reads")
+        values = self.data[yi[:, None], xi[None, :], :]
+        return values, (valid_y[:, None] & valid_x[None, :])
+
+
+def _out_coords(region):
+    y0, y1, x0, x1 = region
+    return np.arange(y0, y1), np.arange(x0, x1)
+
+
+def _requantize(acc, multiplier, shift, out_zp, act):
+    out = quant.multiply_by_quantized_multiplier(quant._wrap_int32(acc), np.asarray(multiplier), np.asarray(shift))
+    return np.clip(out + out_zp, act[0], act[1]).astype(np.int8)
+
+
+def _conv(layer, region, src: _View, filt, bias):
+    oys, oxs = _out_coords(region)
+    (kh, kw), (sh, sw), (dh, dw) = layer.kernel, layer.stride, layer.dilation
+    top, left = layer.padding[0], layer.padding[1]
+    in_shape = layer.in_shapes[0]
+    acc = np.zeros((len(oys), len(oxs), layer.out_shape[2]), dtype=np.int64)
+    offset = -layer.in_zp[0]
+    for ky in range(kh):
+        for kx in range(kw):
+            vals, valid = src.taps(oys * sh - top + ky * dh, oxs * sw - left + kx * dw, in_shape)
+            vals = np.where(valid[:, :, None], vals.astype(np.int64) + offset, 0)
+            if layer.op == CONV:
+                acc += np.tensordot(vals, filt[:, ky, kx, :].astype(np.int64), axes=([2], [1]))
+            else:
+                acc += np.repeat(vals, layer.depth_multiplier, axis=2) * filt[0, ky, kx, :].astype(np.int64)
+    if bias is not None:
+        acc += bias.astype(np.int64)
+    return _requantize(acc, layer.multiplier, layer.shift, layer.out_zp, layer.act)
+
+
+def _pool(layer, region, src: _View):
+    oys, oxs = _out_coords(region)
+    (kh, kw), (sh, sw) = layer.kernel, layer.stride
+    top, left = layer.padding[0], layer.padding[1]
+    shape = (len(oys), len(oxs), layer.out_shape[2])
+    best = np.full(shape, -128, dtype=np.int64)
+    total = np.zeros(shape, dtype=np.int64)
+    count = np.zeros(shape[:2], dtype=np.int64)
+    for ky in range(kh):
+        for kx in range(kw):
+            vals, valid = src.taps(oys * sh - top + ky, oxs * sw - left + kx, layer.in_shapes[0])
+            vals = vals.astype(np.int64)
+            best = np.where(valid[:, :, None], np.maximum(best, vals), best)
+            total += np.where(valid[:, :, None], vals, 0)
+            count += valid
+    if layer.op == MAX_POOL:
+        out = best
+    else:
+        n = count[:, :, None]
+        num = np.where(total > 0, total + n // 2, total - n // 2)
+        out = np.sign(num) * (np.abs(num) // n)  # C++ division truncates toward zero
+    return np.clip(out, layer.act[0], layer.act[1]).astype(np.int8)
+
+
+def _add(layer, region, a: _View, b: _View):
+    left_shift, m1, s1, m2, s2, mo, so = layer.add_params
+
+    def scaled(view, zp, m, s):
+        y0, y1, x0, x1 = region
+        ry, rx = view.region[0], view.region[2]
+        vals = view.data[y0 - ry:y1 - ry, x0 - rx:x1 - rx, :].astype(np.int64) - zp
+        return quant.multiply_by_quantized_multiplier_smaller_than_one_exp(vals * (1 << left_shift), m, s)
+
+    total = scaled(a, layer.in_zp[0], m1, s1) + scaled(b, layer.in_zp[1], m2, s2)
+    out = quant.multiply_by_quantized_multiplier_smaller_than_one_exp(quant._wrap_int32(total), mo, so)
+    return np.clip(out + layer.out_zp, layer.act[0], layer.act[1]).astype(np.int8)
+
+
+def _pad(layer, region, src: _View):
+    oys, oxs = _out_coords(region)
+    vals, valid = src.taps(oys - layer.padding[0], oxs - layer.padding[1], layer.in_shapes[0])
+    return np.where(valid[:, :, None], vals, np.int8(layer.pad_value)).astype(np.int8)
+
+
+def run_layer(layer, region, sources: list, constants: list) -> np.ndarray:
+    if layer.op in (CONV, DEPTHWISE):
+        bias = constants[layer.bias] if layer.bias >= 0 else None
+        return _conv(layer, region, sources[0], constants[layer.filter], bias)
+    if layer.op in (MAX_POOL, AVG_POOL):
+        return _pool(layer, region, sources[0])
+    if layer.op == ADD:
+        return _add(layer, region, sources[0], sources[1])
+    if layer.op == PAD:
+        return _pad(layer, region, sources[0])
+    raise ModelError(f"unknown layer op {layer.op}")
+
+
+def run_plan(plan: StagePlan, inputs: list) -> np.ndarray:
+    """Run a decoded plan. inputs[0] is the stage input [1,H,W,C]; the rest are the op's constants."""
+    image = np.asarray(inputs[0]).reshape(plan.input_shape)
+    constants = [None] + [np.asarray(x) for x in inputs[1:]]
+    full_input = _View((0, plan.input_shape[0], 0, plan.input_shape[1]), image)
+    output = np.zeros(plan.layers[-1].out_shape, dtype=np.int8)
+    for tile in grid_tiles(plan.grid_rows, plan.grid_cols):
+        regions, _ = patch_regions(plan.layers, tile)
+        views = []
+        for layer, region in zip(plan.layers, regions):
+            if is_empty(region):
+                views.append(None)
+                continue
+            srcs = [full_input if s == STAGE_INPUT else views[s] for s in layer.inputs]
+            views.append(_View(region, run_layer(layer, region, srcs, constants)))
+        y0, y1, x0, x1 = tile
+        output[y0:y1, x0:x1, :] = views[-1].data
+    return output.reshape((1,) + tuple(output.shape))
+
+
+def run_stage(options: bytes, inputs: list) -> np.ndarray:
+    return run_plan(decode(options), inputs)

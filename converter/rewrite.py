@@ -1,0 +1,159 @@
+"""Rewrite the model: the stage's ops become one PATCH_STAGE op; nothing else changes.
+
+Tensors the stage no longer needs are removed and the rest renumbered in their
+original order (so TFLM's planner sees them in the order the arena prediction
+assumed); buffers and operator codes that became unused are dropped; every
+index (ops, subgraph inputs/outputs, signatures, metadata) is remapped. A
+metadata entry `tflm_patch.plan` records the plan.
+"""
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+
+from . import options
+from .planner import Plan
+from .schema import BuiltinOperator, schema
+
+PLAN_METADATA = "tflm_patch.plan"
+BUFFER_ALIGNMENT = 16
+
+
+class _AlignedBufferT(schema.BufferT):
+    """A Buffer whose data starts on a 16-byte boundary, as TFLM expects for weights."""
+
+    def Pack(self, builder):
+        data = None
+        if self.data is not None and len(self.data) > 0:
+            raw = np.asarray(self.data, dtype=np.uint8).tobytes()
+            builder.StartVector(1, len(raw), BUFFER_ALIGNMENT)
+            builder.head = builder.head - len(raw)
+            builder.Bytes[builder.head:builder.head + len(raw)] = raw
+            data = builder.EndVector(len(raw)) if _end_vector_takes_length() else builder.EndVector()
+        schema.BufferStart(builder)
+        if data is not None:
+            schema.BufferAddData(builder, data)
+        schema.BufferAddOffset(builder, self.offset)
+        schema.BufferAddSize(builder, self.size)
+        return schema.BufferEnd(builder)
+
+
+def _end_vector_takes_length() -> bool:
+    import inspect
+
+    import flatbuffers
+    params = inspect.signature(flatbuffers.Builder.EndVector).parameters
+    return "vectorNumElems" in params and params["vectorNumElems"].default is inspect.Parameter.empty
+
+
+def _custom_opcode_index(model) -> int:
+    for i, code in enumerate(model.operatorCodes):
+        custom = code.customCode.decode() if isinstance(code.customCode, bytes) else code.customCode
+        if max(code.builtinCode, code.deprecatedBuiltinCode) == BuiltinOperator.CUSTOM and custom == options.CUSTOM_CODE:
+            return i
+    code = schema.OperatorCodeT()
+    code.builtinCode = BuiltinOperator.CUSTOM
+    code.deprecatedBuiltinCode = BuiltinOperator.CUSTOM
+    code.customCode = options.CUSTOM_CODE
+    code.version = 1
+    model.operatorCodes.append(code)
+    return len(model.operatorCodes) - 1
+
+
+def _remap(values, mapping):
+    if values is None:
+        return None
+    return [mapping[int(v)] if int(v) >= 0 else int(v) for v in values]
+
+
+def plan_summary(plan: Plan, tool_version: str) -> dict:
+    return {
+        "tool": "tflm-patch", "version": tool_version, "format_version": options.FORMAT_VERSION,
+        "stage_ops": plan.stage.op_indices, "grid": list(plan.grid),
+        "grid_rows": plan.stage_plan.grid_rows, "grid_cols": plan.stage_plan.grid_cols,
+        "scratch_bytes": plan.stage_plan.scratch_bytes,
+        "predicted_arena_before": plan.arena_before, "predicted_arena_after": plan.arena_after,
+        "macs_original": plan.macs_original, "macs_patched": plan.macs_patched,
+    }
+
+
+def rewrite_model(original, plan: Plan, tool_version: str):
+    """A new ModelT with the stage replaced; `original` is not modified."""
+    model = copy.deepcopy(original)
+    sg = model.subgraphs[0]
+    stage = plan.stage
+    op = schema.OperatorT()
+    op.opcodeIndex = _custom_opcode_index(model)
+    op.inputs = [stage.input_tensor] + list(stage.constants)
+    op.outputs = [stage.output_tensor]
+    op.customOptions = list(options.encode(plan.stage_plan))
+    op.customOptionsFormat = schema.CustomOptionsFormat.FLEXBUFFERS
+    op.builtinOptionsType = 0
+    sg.operators = [op] + list(sg.operators[stage.split:])
+
+    # Tensors: drop the stage's own, keep the order of the rest.
+    kept = [i for i in range(len(sg.tensors)) if i not in stage.removed_tensors]
+    tensor_map = {old: new for new, old in enumerate(kept)}
+    sg.tensors = [sg.tensors[i] for i in kept]
+    for o in sg.operators:
+        o.inputs = _remap(o.inputs, tensor_map)
+        o.outputs = _remap(o.outputs, tensor_map)
+        o.intermediates = _remap(o.intermediates, tensor_map)
+    sg.inputs = _remap(sg.inputs, tensor_map)
+    sg.outputs = _remap(sg.outputs, tensor_map)
+    for sig in model.signatureDefs or []:
+        if sig.subgraphIndex != 0:
+            continue
+        for tmap in list(sig.inputs or []) + list(sig.outputs or []):
+            tmap.tensorIndex = tensor_map[tmap.tensorIndex]
+
+    # Metadata: the plan, as JSON in a new buffer.
+    summary = json.dumps(plan_summary(plan, tool_version), sort_keys=True).encode()
+    buf = schema.BufferT()
+    buf.data = np.frombuffer(summary, dtype=np.uint8).copy()
+    model.buffers.append(buf)
+    meta = schema.MetadataT()
+    meta.name = PLAN_METADATA
+    meta.buffer = len(model.buffers) - 1
+    model.metadata = [m for m in (model.metadata or []) if _name(m) != PLAN_METADATA] + [meta]
+
+    _drop_unused_buffers(model)
+    _drop_unused_opcodes(model)
+    model.buffers = [_aligned(b) for b in model.buffers]
+    return model
+
+
+def _name(meta) -> str:
+    return meta.name.decode() if isinstance(meta.name, bytes) else (meta.name or "")
+
+
+def _drop_unused_buffers(model) -> None:
+    used = {0}  # buffer 0 is the empty sentinel by convention
+    for sg in model.subgraphs:
+        used.update(t.buffer for t in sg.tensors or [])
+    used.update(m.buffer for m in model.metadata or [])
+    kept = sorted(used)
+    mapping = {old: new for new, old in enumerate(kept)}
+    model.buffers = [model.buffers[i] for i in kept]
+    for sg in model.subgraphs:
+        for t in sg.tensors or []:
+            t.buffer = mapping[t.buffer]
+    for m in model.metadata or []:
+        m.buffer = mapping[m.buffer]
+
+
+def _drop_unused_opcodes(model) -> None:
+    used = sorted({o.opcodeIndex for sg in model.subgraphs for o in sg.operators or []})
+    mapping = {old: new for new, old in enumerate(used)}
+    model.operatorCodes = [model.operatorCodes[i] for i in used]
+    for sg in model.subgraphs:
+        for o in sg.operators or []:
+            o.opcodeIndex = mapping[o.opcodeIndex]
+
+
+def _aligned(buf):
+    new = _AlignedBufferT()
+    new.data, new.offset, new.size = buf.data, buf.offset, buf.size
+    return new

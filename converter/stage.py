@@ -1,0 +1,104 @@
+"""Find the stages a model can patch: leading runs of ops with one way in and one way out."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import ModelError, PlanError
+from .graph import Graph
+from .layers import STAGE_INPUT, Layer, Unsupported, lower_op
+
+
+@dataclass
+class Stage:
+    """The first `split` ops of the graph, lowered to layers."""
+    split: int
+    layers: list
+    input_tensor: int
+    output_tensor: int
+    constants: list          # graph tensor indices, in PATCH_STAGE input order [1..]
+    removed_tensors: set     # tensors that no longer exist after the rewrite
+
+    @property
+    def op_indices(self) -> list:
+        return list(range(self.split))
+
+
+def _assign_constant_slots(layers: list) -> list:
+    constants = []
+    for layer in layers:
+        for attr, tensor in (("filter", layer.filter_tensor), ("bias", layer.bias_tensor)):
+            if tensor < 0:
+                setattr(layer, attr, -1)
+                continue
+            if tensor not in constants:
+                constants.append(tensor)
+            setattr(layer, attr, 1 + constants.index(tensor))
+    return constants
+
+
+def candidate_stages(graph: Graph) -> tuple:
+    """Every valid stage (by split), and why the walk stopped where it did."""
+    producer_layer = {}
+    layers: list = []
+    stage_input = None
+    stages = []
+    stop_reason = "the whole graph is made of stage ops"
+    graph_outputs = set(graph.outputs)
+    for op in graph.ops:
+        sources, external = [], None
+        for t in op.inputs:
+            if t < 0 or graph.tensors[t].is_constant:
+                continue
+            if t in producer_layer:
+                sources.append(producer_layer[t])
+            elif stage_input in (None, t):
+                sources.append(STAGE_INPUT)
+                external = t
+            else:
+                external = "second"
+                break
+        if external == "second":
+            stop_reason = f"op {op.index} ({op.name}) reads a second tensor from outside the stage"
+            break
+        try:
+            layer: Layer = lower_op(graph, op, sources)
+        except Unsupported as exc:
+            stop_reason = f"op {op.index} ({op.name}): {exc}"
+            break
+        if external is not None:
+            stage_input = external
+        producer_layer[op.outputs[0]] = len(layers)
+        layers.append(layer)
+        split = op.index + 1
+        escaping = {t for t in producer_layer
+                    if t in graph_outputs or any(c >= split for c in graph.consumers.get(t, []))}
+        if escaping == {op.outputs[0]}:
+            stages.append(_make_stage(graph, layers, split, stage_input, op.outputs[0], producer_layer))
+    return stages, stop_reason
+
+
+def _make_stage(graph, layers, split, stage_input, stage_output, producer_layer) -> Stage:
+    import copy
+    layers = copy.deepcopy(layers)
+    constants = _assign_constant_slots(layers)
+    removed = {t for t in producer_layer if t != stage_output}
+    used_later = {t for op in graph.ops[split:] for t in op.inputs}
+    for op in graph.ops[:split]:
+        for t in op.inputs:
+            if t >= 0 and graph.tensors[t].is_constant and t not in constants and t not in used_later:
+                removed.add(t)
+    return Stage(split, layers, stage_input, stage_output, constants, removed)
+
+
+def select_stage(graph: Graph, split: int | None = None) -> list:
+    """Stages to consider: all of them, or the one with the requested split."""
+    stages, reason = candidate_stages(graph)
+    if not stages:
+        raise ModelError(f"nothing to patch: {reason}")
+    if split is None:
+        return stages
+    for s in stages:
+        if s.split == split:
+            return [s]
+    valid = ", ".join(str(s.split) for s in stages)
+    raise PlanError(f"--split {split} is impossible: valid splits are {valid} ({reason})")
