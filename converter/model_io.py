@@ -64,8 +64,12 @@ def serialize_model(model: "schema.ModelT") -> bytes:
 def write_atomically(path: str, data: bytes) -> None:
     """Write data to path so that a reader never sees a half-written file."""
     directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise ModelError(f"{path}: output directory does not exist")
+    if os.path.isdir(path):
+        raise ModelError(f"{path}: is a directory")
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot create the output directory ({exc.strerror})") from None
     fd, tmp = tempfile.mkstemp(prefix=".tflm-patch-", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:

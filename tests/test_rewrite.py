@@ -1,0 +1,111 @@
+"""The rewrite changes the stage and nothing else; the output is written atomically."""
+import json
+
+import numpy as np
+
+from tflm_patch.converter import analysis, model_io, planner, rewrite
+from tflm_patch.converter.graph import build_graph
+from tflm_patch.converter.options import CUSTOM_CODE, decode
+
+from .conftest import run_cli
+
+
+def _plan_and_rewrite(data, **kw):
+    model = model_io.parse_model(data)
+    graph = build_graph(model)
+    plan = planner.make_plan(graph, **kw)
+    new_bytes = model_io.serialize_model(rewrite.rewrite_model(model, plan, "test"))
+    return model, graph, plan, new_bytes
+
+
+def test_everything_after_the_stage_is_preserved(small_model_bytes):
+    model, graph, plan, new_bytes = _plan_and_rewrite(small_model_bytes, patches=(2, 2), split=3)
+    new_model = model_io.parse_model(new_bytes)
+    new = build_graph(new_model)
+    assert new.ops[0].name == CUSTOM_CODE
+    assert [op.name for op in new.ops[1:]] == [op.name for op in graph.ops[3:]]
+    for old_op, new_op in zip(graph.ops[3:], new.ops[1:]):
+        for a, b in zip(old_op.inputs + old_op.outputs, new_op.inputs + new_op.outputs):
+            ta, tb = graph.tensors[a], new.tensors[b]
+            assert (ta.name, ta.shape, ta.type) == (tb.name, tb.shape, tb.type)
+            assert (ta.data is None) == (tb.data is None)
+            if ta.data is not None:
+                assert ta.data.tobytes() == tb.data.tobytes()
+            assert np.array_equal(ta.scales, tb.scales) and np.array_equal(ta.zero_points, tb.zero_points)
+    assert [new.tensors[t].name for t in new.inputs] == [graph.tensors[t].name for t in graph.inputs]
+    assert [new.tensors[t].name for t in new.outputs] == [graph.tensors[t].name for t in graph.outputs]
+    # PATCH_STAGE: stage input, then the stage's constants; output: the stage output
+    op = new.ops[0]
+    assert new.tensors[op.inputs[0]].name == graph.tensors[graph.ops[0].inputs[0]].name
+    assert new.tensors[op.outputs[0]].name == graph.tensors[graph.ops[2].outputs[0]].name
+    assert all(new.tensors[t].is_constant for t in op.inputs[1:])
+    # the stage's intermediate tensors are gone
+    names = {t.name for t in new.tensors}
+    assert graph.tensors[graph.ops[0].outputs[0]].name not in names
+    assert graph.tensors[graph.ops[1].outputs[0]].name not in names
+    # the plan is recorded in the metadata, the options decode
+    meta = {m.name.decode() if isinstance(m.name, bytes) else m.name: m.buffer for m in new_model.metadata}
+    record = json.loads(bytes(new_model.buffers[meta[rewrite.PLAN_METADATA]].data))
+    assert record["grid"] == [2, 2] and record["stage_ops"] == [0, 1, 2]
+    assert decode(op.custom_options).scratch_bytes == plan.stage_plan.scratch_bytes
+
+
+def test_unused_buffers_and_opcodes_are_dropped(small_model_bytes):
+    model, graph, plan, new_bytes = _plan_and_rewrite(small_model_bytes, patches=(2, 2), split=4)
+    new_model = model_io.parse_model(new_bytes)
+    used = {t.buffer for t in new_model.subgraphs[0].tensors} | {m.buffer for m in new_model.metadata} | {0}
+    assert used == set(range(len(new_model.buffers)))
+    names = [build_graph(new_model).ops[i].name for i in range(len(new_model.subgraphs[0].operators))]
+    assert names == ["PATCH_STAGE", "MEAN"]
+    assert len(new_model.operatorCodes) == 2
+
+
+def test_weights_are_16_byte_aligned_in_the_file(small_model_bytes):
+    _, _, _, new_bytes = _plan_and_rewrite(small_model_bytes, patches=(2, 2), split=3)
+    new_model = model_io.parse_model(new_bytes)
+    for buf in new_model.buffers:
+        if buf.data is not None and len(buf.data) > 0:
+            raw = np.asarray(buf.data, dtype=np.uint8).tobytes()
+            pos = new_bytes.find(raw)
+            assert pos >= 0 and pos % 16 == 0
+
+
+def test_prediction_of_the_written_model_equals_the_plan(small_model_bytes):
+    _, _, plan, new_bytes = _plan_and_rewrite(small_model_bytes)
+    new = build_graph(model_io.parse_model(new_bytes))
+    assert analysis.analyze(new).arena.head_bytes == plan.arena_after < plan.arena_before
+
+
+def test_convert_writes_a_verified_model_and_never_touches_the_input(tmp_path, small_model_bytes):
+    src = tmp_path / "m.tflite"
+    src.write_bytes(small_model_bytes)
+    out = tmp_path / "sub" / "m_patched.tflite"
+    code, stdout, err = run_cli("convert", src, "-o", out)
+    assert code == 0, err
+    assert src.read_bytes() == small_model_bytes
+    assert "Verified bit-identical" in stdout and "arena (planned, bytes)" in stdout
+    code, stdout, err = run_cli("verify", src, out, "--inputs", "3")
+    assert code == 0 and "bit-identical on 3 input(s)" in stdout, err
+    code, stdout, err = run_cli("export-c", out, "-o", tmp_path / "model_data.cc", "--name", "g_patched")
+    assert code == 0, err
+    text = (tmp_path / "model_data.cc").read_text()
+    assert "alignas(16) const unsigned char g_patched[]" in text
+    assert f"g_patched_len = {out.stat().st_size};" in text
+    assert "extern const unsigned char g_patched[];" in (tmp_path / "model_data.h").read_text()
+    code, stdout, err = run_cli("analyze", out)
+    assert code == 0 and "PATCH_STAGE" in stdout
+
+
+def test_verify_detects_a_wrong_stage(tmp_path, small_model_bytes):
+    """Corrupt one bias value inside the patched model: verify must fail with exit code 4."""
+    model, graph, plan, new_bytes = _plan_and_rewrite(small_model_bytes, patches=(2, 2), split=3)
+    new_model = model_io.parse_model(new_bytes)
+    new = build_graph(new_model)
+    bias = next(t for t in new.tensors if t.type_name == "INT32" and t.is_constant and t.index in new.ops[0].inputs)
+    data = np.asarray(new_model.buffers[bias.buffer].data, dtype=np.uint8).copy()
+    data[0] ^= 0x40
+    new_model.buffers[bias.buffer].data = data
+    (tmp_path / "o.tflite").write_bytes(small_model_bytes)
+    (tmp_path / "p.tflite").write_bytes(model_io.serialize_model(new_model))
+    code, out, err = run_cli("verify", tmp_path / "o.tflite", tmp_path / "p.tflite")
+    assert code == 4 and "NOT bit-identical" in err
