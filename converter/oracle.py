@@ -3,10 +3,17 @@
 `kPreserveAllTensors` keeps every intermediate tensor readable after Invoke, so
 the stage output of the original model can be compared byte for byte; the
 recording allocator reports the arena TFLM actually planned.
+
+The interpreter runs in a worker process: TFLM aborts the process on some
+models (a failed TFLITE_CHECK), and that must become a one-line error, not a
+crash of the tool.
 """
 from __future__ import annotations
 
+import atexit
+import concurrent.futures
 import contextlib
+import multiprocessing
 import ctypes
 import os
 import re
@@ -34,6 +41,45 @@ def _interpreter(model_bytes: bytes, preserve: bool):
         raise ModelError(f"the TFLM interpreter rejected the model: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
 
 
+_worker = None
+_worker_log = None
+
+
+def _init_worker(log_path: str) -> None:
+    log = os.open(log_path, os.O_WRONLY | os.O_APPEND)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+
+
+def _shutdown() -> None:
+    global _worker
+    if _worker is not None:
+        _worker.shutdown(wait=True, cancel_futures=True)
+        _worker = None
+    if _worker_log and os.path.exists(_worker_log):
+        os.unlink(_worker_log)
+
+
+def _call(fn, *args):
+    """Run fn in the TFLM worker process; a crash there becomes a ModelError."""
+    global _worker, _worker_log
+    if _worker is None:
+        fd, _worker_log = tempfile.mkstemp(prefix="tflm-patch-oracle-", suffix=".log")
+        os.close(fd)
+        _worker = concurrent.futures.ProcessPoolExecutor(
+            max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker, initargs=(_worker_log,))
+        atexit.register(_shutdown)
+    try:
+        return _worker.submit(fn, *args).result()
+    except concurrent.futures.process.BrokenProcessPool:
+        with open(_worker_log, errors="replace") as f:
+            lines = [l.strip() for l in f if l.strip()]
+        _worker = None
+        reason = lines[-1] if lines else "no message"
+        raise ModelError(f"TFLM (tflite-micro wheel) aborted on this model: {reason}") from None
+
+
 @dataclass
 class Run:
     outputs: list          # output arrays, in subgraph output order
@@ -42,6 +88,10 @@ class Run:
 
 def run(model_bytes: bytes, inputs: list, num_outputs: int, keep_tensors=()) -> Run:
     """Invoke the model in TFLM; return its outputs and the requested intermediate tensors."""
+    return _call(_run, model_bytes, inputs, num_outputs, tuple(keep_tensors))
+
+
+def _run(model_bytes: bytes, inputs: list, num_outputs: int, keep_tensors=()) -> Run:
     it = _interpreter(model_bytes, preserve=bool(keep_tensors))
     for i, x in enumerate(inputs):
         it.set_input(x, i)
@@ -82,6 +132,10 @@ class MeasuredArena:
 
 def measure_arena(model_bytes: bytes, inputs: list) -> MeasuredArena:
     """Arena sizes reported by TFLM's RecordingMicroAllocator for this model."""
+    return _call(_measure_arena, model_bytes, inputs)
+
+
+def _measure_arena(model_bytes: bytes, inputs: list) -> MeasuredArena:
     it = _interpreter(model_bytes, preserve=False)
     for i, x in enumerate(inputs):
         it.set_input(x, i)

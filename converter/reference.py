@@ -30,12 +30,13 @@ class _View:
         valid_x = (xs >= 0) & (xs < in_shape[1])
         yi = np.where(valid_y, ys - y0, 0)
         xi = np.where(valid_x, xs - x0, 0)
-        inside_y = (yi >= 0) & (yi < self.data.shape[0])
-        inside_x = (xi >= 0) & (xi < self.data.shape[1])
-        if not (inside_y[valid_y].all() and inside_x[valid_x].all()):
+        valid = valid_y[:, None] & valid_x[None, :]
+        inside = ((yi >= 0) & (yi < self.data.shape[0]))[:, None] & ((xi >= 0) & (xi < self.data.shape[1]))[None, :]
+        if not inside[valid].all():
             raise AssertionError("patch region does not cover a tap the layer reads")
-        values = self.data[yi[:, None], xi[None, :], :]
-        return values, (valid_y[:, None] & valid_x[None, :])
+        if not valid.any():  # e.g. an empty region: every tap is padding
+            return np.zeros((len(ys), len(xs), self.data.shape[2]), dtype=self.data.dtype), valid
+        return self.data[yi[:, None], xi[None, :], :], valid
 
 
 def _out_coords(region):
@@ -136,7 +137,7 @@ def run_plan(plan: StagePlan, inputs: list) -> np.ndarray:
         views = []
         for layer, region in zip(plan.layers, regions):
             if is_empty(region):
-                views.append(None)
+                views.append(_View(region, np.zeros((0, 0, layer.out_shape[2]), dtype=np.int8)))
                 continue
             srcs = [full_input if s == STAGE_INPUT else views[s] for s in layer.inputs]
             views.append(_View(region, run_layer(layer, region, srcs, constants)))
