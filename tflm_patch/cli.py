@@ -183,6 +183,14 @@ def cmd_export_c(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from .report import write_report
+    result = write_report(args.original, args.patched, args.output, args.sram_budget)
+    print(f"Wrote {result['png']}, report.md and report.html in {args.output} ({result['rows']} ops; "
+          f"arena {result['before']:,} -> {result['after']:,} bytes)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tflm-patch", description=__doc__.splitlines()[0])
     p.add_argument("--version", action="version", version=f"tflm-patch {__version__}")
@@ -215,6 +223,13 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--engine", choices=["python", "cpp", "both"], default="python",
                    help="PATCH_STAGE executor: Python reference, the C++ kernel built on the host, or both")
     v.set_defaults(func=cmd_verify)
+
+    r = sub.add_parser("report", help="PNG plot + Markdown/HTML table of arena use per op, before and after")
+    r.add_argument("original")
+    r.add_argument("patched")
+    r.add_argument("-o", "--output", required=True, help="directory for memory.png, report.md, report.html")
+    r.add_argument("--sram-budget", type=_size, help="draw this budget as a line, e.g. 96KiB")
+    r.set_defaults(func=cmd_report)
 
     e = sub.add_parser("export-c", help="write the model as a C array (.cc + .h)")
     e.add_argument("model")

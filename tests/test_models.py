@@ -1,0 +1,69 @@
+"""Real int8 models made by TensorFlow (tests/models/make_models.py): patched, verified, measured."""
+import glob
+import os
+
+import pytest
+
+from tflm_patch.converter import analysis, arena, model_io, oracle, planner, regions, rewrite, verify
+from tflm_patch.converter.graph import build_graph
+
+from .conftest import MODELS_DIR, run_cli
+
+MODELS = sorted(glob.glob(os.path.join(MODELS_DIR, "*.tflite")))
+NAMES = [os.path.basename(m) for m in MODELS]
+
+
+def test_the_model_set_is_complete():
+    expected = {"mobilenetv2_035_96", "mobilenetv2_035_144", "kernels_5x5_7x7", "stride2_odd", "stride2_even",
+                "dilation2", "valid_padding", "residual_add", "nonsquare", "pooling_pad", "depth_multiplier"}
+    assert expected <= {n[:-len(".tflite")] for n in NAMES}
+
+
+@pytest.fixture(scope="module", params=MODELS, ids=NAMES)
+def model(request):
+    data = open(request.param, "rb").read()
+    m = model_io.parse_model(data, request.param)
+    return request.param, data, m, build_graph(m)
+
+
+def test_arena_prediction_equals_tflm(model):
+    _, data, _, graph = model
+    measured = oracle.measure_arena(data, verify.random_inputs(graph, 1)[0])
+    assert arena.plan_arena(graph).head_bytes == measured.head
+
+
+def test_default_plan_lowers_the_peak_and_is_bit_identical(model):
+    path, data, m, graph = model
+    plan = planner.make_plan(graph, max_mac_overhead=1.3)
+    assert plan.arena_after < plan.arena_before
+    assert plan.mac_overhead <= 1.3
+    patched = model_io.serialize_model(rewrite.rewrite_model(m, plan, "test"))
+    assert analysis.analyze(build_graph(model_io.parse_model(patched))).arena.head_bytes == plan.arena_after
+    report = verify.verify(data, patched, verify.random_inputs(graph, 2, seed=3))
+    assert report.identical, report.first_difference
+
+
+@pytest.mark.parametrize("grid", [(3, 2), (4, 5)])
+def test_uneven_grids_over_the_whole_stage_are_bit_identical(model, grid):
+    _, data, m, graph = model
+    stages = planner.select_stage(graph)
+    # the deepest stage that still has a feature map worth tiling
+    deepest = max((s for s in stages if min(s.layers[-1].out_shape[:2]) >= 6), key=lambda s: s.split,
+                  default=stages[-1])
+    h, w = deepest.layers[-1].out_shape[:2]
+    rows, cols = min(grid[0], h), min(grid[1], w)
+    plan = planner.make_plan(graph, patches=(rows, cols), split=deepest.split, require_gain=False)
+    assert plan.grid == (rows, cols)
+    patched = model_io.serialize_model(rewrite.rewrite_model(m, plan, "test"))
+    report = verify.verify(data, patched, verify.random_inputs(graph, 1, seed=5))
+    assert report.identical, report.first_difference
+
+
+def test_mobilenet_cli_numbers(tmp_path):
+    src = os.path.join(MODELS_DIR, "mobilenetv2_035_96.tflite")
+    code, out, err = run_cli("analyze", src)
+    assert code == 0 and "matches the prediction" in out, out + err
+    code, out, err = run_cli("convert", src, "-o", tmp_path / "p.tflite", "--sram-budget", "100KiB")
+    assert code == 0, err
+    p = build_graph(model_io.load_model(str(tmp_path / "p.tflite")))
+    assert analysis.analyze(p).arena.head_bytes <= 100 * 1024

@@ -1,0 +1,121 @@
+"""The memory report: a PNG of arena use per op before and after patching, and a table.
+
+`tflm-patch report original.tflite patched.tflite -o DIR [--sram-budget 96KiB]`
+writes DIR/memory.png, DIR/report.md and DIR/report.html (the same table and
+picture). The numbers are TFLM's planned arena as arena.py replays it.
+"""
+from __future__ import annotations
+
+import html
+import json
+import os
+from dataclasses import dataclass
+
+from .converter import analysis, model_io
+from .converter.errors import ModelError
+from .converter.graph import build_graph
+from .converter.rewrite import PLAN_METADATA
+
+
+@dataclass
+class ReportRow:
+    index: int            # op index in the original model
+    name: str
+    output_shape: str
+    before: int           # arena bytes in use during the op, original model
+    after: int            # ... patched model (PATCH_STAGE's value for every stage op)
+    in_stage: bool
+
+
+def _plan_record(model) -> dict:
+    for m in model.metadata or []:
+        name = m.name.decode() if isinstance(m.name, bytes) else m.name
+        if name == PLAN_METADATA:
+            return json.loads(bytes(model.buffers[m.buffer].data))
+    raise ModelError("the second model has no tflm-patch plan metadata: is it a patched model?")
+
+
+def build_rows(original_bytes: bytes, patched_bytes: bytes) -> tuple:
+    original = build_graph(model_io.parse_model(original_bytes, "original model"))
+    patched_model = model_io.parse_model(patched_bytes, "patched model")
+    record = _plan_record(patched_model)
+    before = analysis.analyze(original)
+    after = analysis.analyze(build_graph(patched_model))
+    split = len(record["stage_ops"])
+    if len(after.rows) != len(before.rows) - split + 1:
+        raise ModelError("the patched model does not correspond to the original (op counts differ)")
+    rows = []
+    for r in before.rows:
+        in_stage = r.index < split
+        a = after.rows[0] if in_stage else after.rows[r.index - split + 1]
+        rows.append(ReportRow(r.index, r.name, "x".join(map(str, r.output_shapes[0])) if r.output_shapes else "",
+                              r.extent_bytes, a.extent_bytes, in_stage))
+    return rows, before.arena.head_bytes, after.arena.head_bytes, record
+
+
+def plot(rows, before_peak, after_peak, budget, path, title) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xs = [r.index for r in rows]
+    fig, ax = plt.subplots(figsize=(11, 4.8), dpi=120)
+    stage_end = max((r.index for r in rows if r.in_stage), default=-1)
+    if stage_end >= 0:
+        ax.axvspan(-0.5, stage_end + 0.5, color="#fde9c9", label="PATCH_STAGE (patch by patch)")
+    ax.step(xs, [r.before / 1024 for r in rows], where="mid", color="#888888", lw=2,
+            label=f"original: peak {before_peak / 1024:.1f} KiB")
+    ax.step(xs, [r.after / 1024 for r in rows], where="mid", color="#1f6fb4", lw=2.4,
+            label=f"patched: peak {after_peak / 1024:.1f} KiB")
+    if budget:
+        ax.axhline(budget / 1024, color="#c0392b", ls="--", lw=1.5, label=f"SRAM budget {budget / 1024:.0f} KiB")
+    ax.set_xlabel("operator (original model order)")
+    ax.set_ylabel("arena in use during the op (KiB)")
+    ax.set_title(title)
+    ax.set_xlim(-0.5, len(rows) - 0.5)
+    ax.set_ylim(0, max(before_peak, after_peak, budget or 0) / 1024 * 1.12)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(loc="upper right", frameon=False)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _table_md(rows) -> str:
+    lines = ["| op | name | output | before (B) | after (B) |", "|---:|---|---|---:|---:|"]
+    for r in rows:
+        name = f"{r.name} (in PATCH_STAGE)" if r.in_stage else r.name
+        lines.append(f"| {r.index} | {name} | {r.output_shape} | {r.before:,} | {r.after:,} |")
+    return "\n".join(lines)
+
+
+def write_report(original_path: str, patched_path: str, out_dir: str, budget: int | None) -> dict:
+    original = model_io.read_model_bytes(original_path)
+    patched = model_io.read_model_bytes(patched_path)
+    rows, before_peak, after_peak, record = build_rows(original, patched)
+    os.makedirs(out_dir, exist_ok=True)
+    png = os.path.join(out_dir, "memory.png")
+    title = f"{os.path.basename(original_path)}: TFLM arena per op, {record['grid'][0]}x{record['grid'][1]} patches"
+    plot(rows, before_peak, after_peak, budget, png, title)
+    summary = (f"Planned TFLM arena: **{before_peak:,} B** before, **{after_peak:,} B** after "
+               f"({before_peak / after_peak:.2f}x smaller); stage ops 0-{len(record['stage_ops']) - 1}, "
+               f"grid {record['grid'][0]}x{record['grid'][1]}, stage MACs x{record['macs_patched'] / max(1, record['macs_original']):.3f}"
+               + (f"; SRAM budget {budget:,} B: {'fits' if after_peak <= budget else 'does NOT fit'}" if budget else ""))
+    md = f"# Memory report\n\n{summary}\n\n![arena per op](memory.png)\n\n{_table_md(rows)}\n"
+    with open(os.path.join(out_dir, "report.md"), "w") as f:
+        f.write(md)
+    body_rows = "".join(
+        f"<tr{' class=stage' if r.in_stage else ''}><td>{r.index}</td><td>{html.escape(r.name)}</td>"
+        f"<td>{r.output_shape}</td><td>{r.before:,}</td><td>{r.after:,}</td></tr>" for r in rows)
+    page = (
+        "<!doctype html><meta charset=utf-8><title>tflm-patch memory report</title>"
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}td,th{padding:2px 10px;"
+        "text-align:right}td:nth-child(2),td:nth-child(3){text-align:left}tr.stage{background:#fde9c9}"
+        "table{border-collapse:collapse}tr:nth-child(even){background:#f4f4f4}</style>"
+        f"<h1>Memory report</h1><p>{html.escape(summary).replace('**', '')}</p>"
+        "<img src=memory.png alt='arena per op' style='max-width:100%'>"
+        "<table><tr><th>op</th><th>name</th><th>output</th><th>before (B)</th><th>after (B)</th></tr>"
+        f"{body_rows}</table>")
+    with open(os.path.join(out_dir, "report.html"), "w") as f:
+        f.write(page)
+    return {"png": png, "rows": len(rows), "before": before_peak, "after": after_peak}
