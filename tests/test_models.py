@@ -5,6 +5,7 @@ import os
 import pytest
 
 from tflm_patch.converter import analysis, arena, model_io, oracle, planner, regions, rewrite, verify
+from tflm_patch.converter.errors import NoGainError
 from tflm_patch.converter.graph import build_graph
 
 from .conftest import MODELS_DIR, run_cli
@@ -32,8 +33,16 @@ def test_arena_prediction_equals_tflm(model):
     assert arena.plan_arena(graph).head_bytes == measured.head
 
 
+# Stride-1 nets whose stage output is as large as every intermediate: halos cannot win.
+NO_GAIN = {"dilation2.tflite", "valid_padding.tflite"}
+
+
 def test_default_plan_lowers_the_peak_and_is_bit_identical(model):
     path, data, m, graph = model
+    if os.path.basename(path) in NO_GAIN:
+        with pytest.raises(NoGainError, match="model left unchanged"):
+            planner.make_plan(graph, max_mac_overhead=1.3)
+        return
     plan = planner.make_plan(graph, max_mac_overhead=1.3)
     assert plan.arena_after < plan.arena_before
     assert plan.mac_overhead <= 1.3
