@@ -108,6 +108,34 @@ def _grids(height: int, width: int, patches: tuple | None):
                 yield r, c
 
 
+def enumerate_plans(graph: Graph, patches: tuple | None = None, split: int | None = None,
+                    prune: bool = True) -> tuple:
+    """(arena of the original model, every plan evaluated). With prune, splits
+    that cannot beat the original whatever the grid are skipped."""
+    arena_before = arena.plan_arena(graph).head_bytes
+    stages = select_stage(graph, split)
+    explicit = patches is not None or split is not None
+    plans = []
+    for stage in stages:
+        tail_only, scratch = patched_graph(graph, stage, 0)
+        floor = arena.plan_arena(tail_only, scratch).head_bytes
+        if prune and not explicit and floor >= arena_before:
+            continue
+        h, w = stage.layers[-1].out_shape[:2]
+        for r, c in _grids(h, w, patches):
+            plans.append(evaluate(graph, stage, even_boundaries(h, r), even_boundaries(w, c), arena_before))
+    return arena_before, plans
+
+
+def pareto_front(plans: list) -> list:
+    """Plans no other plan beats on both predicted arena and MACs, by increasing arena."""
+    front = []
+    for p in sorted(plans, key=lambda p: (p.arena_after, p.macs_patched, p.stage.split)):
+        if not front or p.macs_patched < front[-1].macs_patched:
+            front.append(p)
+    return front
+
+
 def make_plan(graph: Graph, patches: tuple | None = None, split: int | None = None,
               sram_budget: int | None = None, max_mac_overhead: float | None = None,
               require_gain: bool = True) -> Plan:
@@ -116,19 +144,8 @@ def make_plan(graph: Graph, patches: tuple | None = None, split: int | None = No
     require_gain=False returns the best plan even when it does not lower the
     peak (for tests of exactness; the CLI never writes such a plan).
     """
-    arena_before = arena.plan_arena(graph).head_bytes
-    stages = select_stage(graph, split)
     explicit = patches is not None or split is not None
-    candidates = []
-    for stage in stages:
-        tail_only, scratch = patched_graph(graph, stage, 0)
-        floor = arena.plan_arena(tail_only, scratch).head_bytes
-        if require_gain and not explicit and floor >= arena_before:
-            continue  # this split cannot beat the original whatever the grid
-        h, w = stage.layers[-1].out_shape[:2]
-        for r, c in _grids(h, w, patches):
-            plan = evaluate(graph, stage, even_boundaries(h, r), even_boundaries(w, c), arena_before)
-            candidates.append(plan)
+    arena_before, candidates = enumerate_plans(graph, patches, split, prune=require_gain)
     if not candidates:
         raise NoGainError(f"no patch plan lowers the peak memory ({arena_before} bytes): model left unchanged")
     if max_mac_overhead is not None and not explicit:
