@@ -1,0 +1,236 @@
+"""Build and call the C++ PATCH_STAGE engine (micro_ops/) on the host.
+
+The engine sources ship inside the package (``tflm_patch.micro_ops``). They are
+compiled with the system C++ compiler (``$CXX``, default ``g++``) on first use
+and cached by a hash of sources and flags in ``$TFLM_PATCH_CACHE`` (default
+``~/.cache/tflm-patch``):
+
+* a shared library loaded with ctypes (``run_stage``), the fast path;
+* with ``sanitize=True``, a standalone driver (``host/engine_main.cc``) built
+  with AddressSanitizer and UBSan, run as a subprocess, so a memory error
+  aborts that process and is reported here instead of corrupting Python's.
+
+Both variants can be built with ``single_rounding=True``
+(``TFLITE_SINGLE_ROUNDING=1``), the rounding of TFLM builds that define it.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import importlib.resources
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ENGINE_SOURCES = ("flexbuffer_reader.cc", "patch_engine.cc", "host/engine_capi.cc")
+ENGINE_HEADERS = ("flexbuffer_reader.h", "patch_engine.h", "host/engine_capi.h")
+DRIVER_SOURCE = "host/engine_main.cc"
+COMMON_FLAGS = ("-std=c++17", "-fno-exceptions", "-fno-rtti", "-Wall", "-Wextra", "-Werror")
+LIBRARY_FLAGS = ("-O2", "-shared", "-fPIC")
+SANITIZER_FLAGS = ("-O0", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined",
+                   "-fno-sanitize-recover=all")
+
+# Element type codes of the C API (TfLiteType values).
+_TYPE_CODES = {np.dtype(np.int8): 9, np.dtype(np.int32): 2}
+_OK, _REJECTED = 0, 1
+_ERROR_BYTES = 512
+_loaded: dict = {}
+
+
+class EngineError(Exception):
+    """The engine rejected the options or tensors; the message says why."""
+
+
+class BuildError(RuntimeError):
+    """The engine could not be compiled (no compiler, or a compile error)."""
+
+
+class EngineCrash(RuntimeError):
+    """The sanitizer build of the engine aborted: a memory or UB error."""
+
+
+def _source_root():
+    """The packaged micro_ops sources, or the repository's micro_ops/ dir."""
+    try:
+        root = importlib.resources.files("tflm_patch.micro_ops")
+        if root.joinpath("patch_engine.cc").is_file():
+            return root
+    except (ModuleNotFoundError, TypeError):
+        pass
+    return Path(__file__).resolve().parent.parent / "micro_ops"
+
+
+def _read_sources(names) -> dict:
+    root = _source_root()
+    out = {}
+    for name in names:
+        node = root
+        for part in name.split("/"):
+            node = node.joinpath(part)
+        out[name] = node.read_bytes()
+    return out
+
+
+def cache_dir() -> Path:
+    path = Path(os.environ.get("TFLM_PATCH_CACHE") or Path.home() / ".cache" / "tflm-patch")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _compiler() -> str:
+    return os.environ.get("CXX") or "g++"
+
+
+def build(sanitize: bool = False, single_rounding: bool = False) -> Path:
+    """Path of the compiled engine (built on first use, then cached).
+
+    sanitize=False: the ctypes shared library; sanitize=True: the ASan/UBSan
+    driver executable.
+    """
+    sources = ENGINE_SOURCES + ((DRIVER_SOURCE,) if sanitize else ())
+    files = _read_sources(sources + ENGINE_HEADERS)
+    flags = COMMON_FLAGS + (SANITIZER_FLAGS if sanitize else LIBRARY_FLAGS)
+    if single_rounding:
+        flags += ("-DTFLITE_SINGLE_ROUNDING=1",)
+    digest = hashlib.sha256()
+    for item in (_compiler(), *flags):
+        digest.update(item.encode() + b"\0")
+    for name in sorted(files):
+        digest.update(name.encode() + b"\0" + files[name] + b"\0")
+    stem = ("engine_main_sanitized" if sanitize else "libtflm_patch_engine") + ("_sr" if single_rounding else "")
+    target = cache_dir() / f"{stem}-{digest.hexdigest()[:16]}{'' if sanitize else '.so'}"
+    if target.exists():
+        return target
+    work = Path(tempfile.mkdtemp(prefix="build-", dir=cache_dir()))
+    try:
+        for name, data in files.items():
+            (work / name).parent.mkdir(parents=True, exist_ok=True)
+            (work / name).write_bytes(data)
+        out = work / target.name
+        cmd = [_compiler(), *flags, "-o", str(out), *(str(work / s) for s in sources)]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        except OSError as exc:
+            raise BuildError(f"cannot run the C++ compiler {_compiler()!r}: {exc}") from None
+        if proc.returncode != 0:
+            raise BuildError(f"building the engine failed:\n{' '.join(cmd)}\n{proc.stderr}")
+        os.replace(out, target)  # atomic: concurrent builders agree
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return target
+
+
+def _library(single_rounding: bool):
+    key = bool(single_rounding)
+    if key not in _loaded:
+        lib = ctypes.CDLL(str(build(sanitize=False, single_rounding=key)))
+        fn = lib.tflm_patch_run_stage
+        i32p = ctypes.POINTER(ctypes.c_int32)
+        fn.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int32, ctypes.POINTER(ctypes.c_void_p),
+                       i32p, i32p, i32p, ctypes.c_void_p, ctypes.c_int32, i32p,
+                       ctypes.c_char_p, ctypes.c_size_t]
+        fn.restype = ctypes.c_int
+        lib.tflm_patch_single_rounding.restype = ctypes.c_int
+        _loaded[key] = lib
+    return _loaded[key]
+
+
+def single_rounding_of_build(single_rounding: bool = False) -> bool:
+    """What the compiled library reports (a self-check of the build flags)."""
+    return bool(_library(single_rounding).tflm_patch_single_rounding())
+
+
+def _prepare_inputs(inputs) -> list:
+    arrays = [np.ascontiguousarray(x) for x in inputs]
+    if not arrays:
+        raise EngineError("no inputs")
+    return arrays
+
+
+def _int32_array(values):
+    values = [int(v) for v in values]
+    return (ctypes.c_int32 * max(1, len(values)))(*values)
+
+
+def _run_in_process(options: bytes, arrays: list, output_shape: tuple, single_rounding: bool):
+    fn = _library(single_rounding).tflm_patch_run_stage
+    output = np.empty(output_shape, dtype=np.int8)
+    data = (ctypes.c_void_p * len(arrays))(*[a.ctypes.data for a in arrays])
+    types = _int32_array(_TYPE_CODES.get(a.dtype, 0) for a in arrays)
+    ndims = _int32_array(a.ndim for a in arrays)
+    dims = _int32_array(d for a in arrays for d in a.shape)
+    out_dims = _int32_array(output_shape)
+    error = ctypes.create_string_buffer(_ERROR_BYTES)
+    code = fn(options, len(options), len(arrays), data, types, ndims, dims,
+              output.ctypes.data, len(output_shape), out_dims, error, _ERROR_BYTES)
+    if code != _OK:
+        return EngineError(error.value.decode(errors="replace") or f"engine error {code}")
+    return output
+
+
+def _run_sanitized(options_list: list, arrays: list, output_shape: tuple, single_rounding: bool) -> list:
+    driver = build(sanitize=True, single_rounding=single_rounding)
+    with tempfile.TemporaryDirectory(prefix="tflm-patch-") as tmp:
+        tmp = Path(tmp)
+        lines = []
+        for i, a in enumerate(arrays):
+            path = tmp / f"input{i}.bin"
+            path.write_bytes(a.tobytes())
+            dims = " ".join(str(d) for d in a.shape)
+            lines.append(f"input {_TYPE_CODES.get(a.dtype, 0)} {a.ndim} {dims} {path}")
+        lines.append(f"output {len(output_shape)} {' '.join(str(d) for d in output_shape)}")
+        for k, options in enumerate(options_list):
+            opt_path = tmp / f"options{k}.bin"
+            opt_path.write_bytes(options)
+            lines += [f"write {tmp / f'output{k}.bin'}", f"run {opt_path}"]
+        manifest = tmp / "manifest.txt"
+        manifest.write_text("\n".join(lines) + "\n")
+        env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=0",
+                   UBSAN_OPTIONS="print_stacktrace=1")
+        proc = subprocess.run([str(driver), str(manifest)], capture_output=True, text=True, env=env,
+                              timeout=600)
+        if proc.returncode != 0:
+            raise EngineCrash(f"sanitized engine exited with {proc.returncode}:\n{proc.stderr[-4000:]}")
+        results_lines = proc.stdout.splitlines()
+        if len(results_lines) != len(options_list):
+            raise EngineCrash(f"sanitized engine printed {len(results_lines)} results for "
+                              f"{len(options_list)} runs:\n{proc.stderr[-4000:]}")
+        results = []
+        for k, line in enumerate(results_lines):
+            if line == "ok":
+                data = (tmp / f"output{k}.bin").read_bytes()
+                results.append(np.frombuffer(data, dtype=np.int8).reshape(output_shape).copy())
+            else:
+                results.append(EngineError(line.removeprefix("rejected ").strip()))
+        return results
+
+
+def run_many(options_list, inputs, output_shape, *, sanitize: bool = False,
+             single_rounding: bool = False) -> list:
+    """Run several option buffers against the same tensors.
+
+    Returns, per options, the output array or the EngineError (not raised).
+    With sanitize=True all runs share one sanitizer process; a memory error
+    raises EngineCrash.
+    """
+    options_list = [bytes(o) for o in options_list]
+    arrays = _prepare_inputs(inputs)
+    output_shape = tuple(int(d) for d in output_shape)
+    if sanitize:
+        return _run_sanitized(options_list, arrays, output_shape, single_rounding)
+    return [_run_in_process(o, arrays, output_shape, single_rounding) for o in options_list]
+
+
+def run_stage(options: bytes, inputs: list, output_shape, *, sanitize: bool = False,
+              single_rounding: bool = False) -> np.ndarray:
+    """Run PATCH_STAGE on the host: `inputs` are the op's inputs ([0] the int8
+    stage input [1, H, W, C], then the constants in options order); returns the
+    int8 stage output of `output_shape`. Raises EngineError on rejection."""
+    result = run_many([options], inputs, output_shape, sanitize=sanitize, single_rounding=single_rounding)[0]
+    if isinstance(result, EngineError):
+        raise result
+    return result
