@@ -85,24 +85,23 @@ def _compiler() -> str:
     return os.environ.get("CXX") or "g++"
 
 
-def build(sanitize: bool = False, single_rounding: bool = False) -> Path:
-    """Path of the compiled engine (built on first use, then cached).
+def compile_cached(stem: str, sources: tuple, headers: tuple, flags: tuple, suffix: str = "",
+                   extra_inputs: tuple = (), link_args: tuple = ()) -> Path:
+    """Compile packaged micro_ops sources into cache_dir(), once per content and flags.
 
-    sanitize=False: the ctypes shared library; sanitize=True: the ASan/UBSan
-    driver executable.
+    extra_inputs are paths outside the package (e.g. a TFLM library) whose
+    identity (path, size, mtime) enters the cache key; link_args come last.
     """
-    sources = ENGINE_SOURCES + ((DRIVER_SOURCE,) if sanitize else ())
-    files = _read_sources(sources + ENGINE_HEADERS)
-    flags = COMMON_FLAGS + (SANITIZER_FLAGS if sanitize else LIBRARY_FLAGS)
-    if single_rounding:
-        flags += ("-DTFLITE_SINGLE_ROUNDING=1",)
+    files = _read_sources(sources + headers)
     digest = hashlib.sha256()
-    for item in (_compiler(), *flags):
+    for item in (_compiler(), *flags, *link_args):
         digest.update(item.encode() + b"\0")
+    for path in extra_inputs:
+        st = os.stat(path)
+        digest.update(f"{path}:{st.st_size}:{st.st_mtime_ns}".encode() + b"\0")
     for name in sorted(files):
         digest.update(name.encode() + b"\0" + files[name] + b"\0")
-    stem = ("engine_main_sanitized" if sanitize else "libtflm_patch_engine") + ("_sr" if single_rounding else "")
-    target = cache_dir() / f"{stem}-{digest.hexdigest()[:16]}{'' if sanitize else '.so'}"
+    target = cache_dir() / f"{stem}-{digest.hexdigest()[:16]}{suffix}"
     if target.exists():
         return target
     work = Path(tempfile.mkdtemp(prefix="build-", dir=cache_dir()))
@@ -111,17 +110,31 @@ def build(sanitize: bool = False, single_rounding: bool = False) -> Path:
             (work / name).parent.mkdir(parents=True, exist_ok=True)
             (work / name).write_bytes(data)
         out = work / target.name
-        cmd = [_compiler(), *flags, "-o", str(out), *(str(work / s) for s in sources)]
+        cmd = [_compiler(), *flags, f"-I{work}", "-o", str(out), *(str(work / s) for s in sources), *link_args]
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
         except OSError as exc:
             raise BuildError(f"cannot run the C++ compiler {_compiler()!r}: {exc}") from None
         if proc.returncode != 0:
-            raise BuildError(f"building the engine failed:\n{' '.join(cmd)}\n{proc.stderr}")
+            raise BuildError(f"building {stem} failed:\n{' '.join(cmd)}\n{proc.stderr}")
         os.replace(out, target)  # atomic: concurrent builders agree
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return target
+
+
+def build(sanitize: bool = False, single_rounding: bool = False) -> Path:
+    """Path of the compiled engine (built on first use, then cached).
+
+    sanitize=False: the ctypes shared library; sanitize=True: the ASan/UBSan
+    driver executable.
+    """
+    sources = ENGINE_SOURCES + ((DRIVER_SOURCE,) if sanitize else ())
+    flags = COMMON_FLAGS + (SANITIZER_FLAGS if sanitize else LIBRARY_FLAGS)
+    if single_rounding:
+        flags += ("-DTFLITE_SINGLE_ROUNDING=1",)
+    stem = ("engine_main_sanitized" if sanitize else "libtflm_patch_engine") + ("_sr" if single_rounding else "")
+    return compile_cached(stem, sources, ENGINE_HEADERS, flags, suffix="" if sanitize else ".so")
 
 
 def _library(single_rounding: bool):

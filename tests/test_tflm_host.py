@@ -1,0 +1,69 @@
+"""Level 2: original and patched models in a real host build of TFLM (needs TFLM_ROOT).
+
+The runner is built from our sources only (micro_ops/) and linked to the
+user's libtensorflow-microlite.a; TFLM's MicroInterpreter runs both models.
+"""
+import glob
+import os
+
+import numpy as np
+import pytest
+
+from tflm_patch import tflm_host
+from tflm_patch.converter import model_io, planner, rewrite
+from tflm_patch.converter.errors import NoGainError
+from tflm_patch.converter.graph import build_graph
+
+from .conftest import MODELS_DIR
+
+TREE, WHY = tflm_host.find_tflm()
+pytestmark = pytest.mark.skipif(TREE is None, reason=f"real-TFLM tests skipped: {WHY}")
+MODELS = sorted(glob.glob(os.path.join(MODELS_DIR, "*.tflite")))
+
+
+@pytest.fixture(scope="module")
+def runner():
+    return tflm_host.build_runner(TREE)
+
+
+def _patched(path, tmp_path, **kw):
+    model = model_io.load_model(path)
+    graph = build_graph(model)
+    plan = planner.make_plan(graph, **kw)
+    out = tmp_path / "patched.tflite"
+    out.write_bytes(model_io.serialize_model(rewrite.rewrite_model(model, plan, "test")))
+    return graph, plan, str(out)
+
+
+@pytest.mark.parametrize("path", MODELS, ids=[os.path.basename(m) for m in MODELS])
+def test_patched_model_in_tflm_gives_the_same_outputs_in_less_arena(runner, tmp_path, path):
+    try:
+        graph, plan, patched = _patched(path, tmp_path, max_mac_overhead=1.3)
+    except NoGainError:
+        pytest.skip("no plan lowers this model's peak")
+    rng = np.random.default_rng(11)
+    shape = graph.tensors[graph.inputs[0]].shape
+    for _ in range(3):
+        x = rng.integers(-128, 128, shape, dtype=np.int8)
+        stock = tflm_host.run_model(runner, path, x)
+        ours = tflm_host.run_model(runner, patched, x)
+        assert ours.outputs == stock.outputs
+    print(f"{os.path.basename(path)}: arena_used_bytes stock {stock.arena_used_bytes}, patched {ours.arena_used_bytes}")
+    # The planned part shrinks by exactly what the planner predicted.
+    assert stock.arena_used_bytes - ours.arena_used_bytes >= (plan.arena_before - plan.arena_after) - 4096
+    assert ours.arena_used_bytes < stock.arena_used_bytes
+
+
+def test_tflm_rejects_a_plan_that_does_not_match_its_tensors(runner, tmp_path):
+    from tflm_patch.converter import options
+    path = os.path.join(MODELS_DIR, "residual_add.tflite")
+    graph, plan, patched = _patched(path, tmp_path, patches=(2, 2))
+    model = model_io.load_model(patched)
+    stage_plan = options.decode(bytes(model.subgraphs[0].operators[0].customOptions))
+    stage_plan.layers[0].buffer_bytes = 16  # far too small for a patch
+    model.subgraphs[0].operators[0].customOptions = list(options.encode(stage_plan))
+    broken = tmp_path / "broken.tflite"
+    broken.write_bytes(model_io.serialize_model(model))
+    x = np.zeros(graph.tensors[graph.inputs[0]].shape, dtype=np.int8)
+    with pytest.raises(RuntimeError, match="AllocateTensors failed"):
+        tflm_host.run_model(runner, str(broken), x)
