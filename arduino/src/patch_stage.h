@@ -1,0 +1,40 @@
+// Generated from micro_ops/patch_stage.h by tools/sync_arduino.py: edit micro_ops/, not this file.
+/* Copyright 2025 The tflm-patch Authors. All Rights Reserved.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+==============================================================================*/
+
+// The PATCH_STAGE custom operator for TensorFlow Lite Micro.
+//
+//   tflite::MicroMutableOpResolver<N> resolver;
+//   resolver.AddCustom(tflm_patch::kPatchStageCustomName,
+//                      tflm_patch::Register_PATCH_STAGE());
+//
+// Build patch_stage.cc, patch_engine.cc and flexbuffer_reader.cc with the
+// TFLM library. Define TFLITE_SINGLE_ROUNDING=1 exactly when TFLM is built
+// with it (the engine must round like the kernels it replaces).
+
+#ifndef TFLM_PATCH_MICRO_OPS_PATCH_STAGE_H_
+#define TFLM_PATCH_MICRO_OPS_PATCH_STAGE_H_
+
+#include "tensorflow/lite/micro/micro_common.h"
+
+namespace tflm_patch {
+
+constexpr char kPatchStageCustomName[] = "PATCH_STAGE";
+
+TFLMRegistration* Register_PATCH_STAGE();
+
+}  // namespace tflm_patch
+
+#endif  // TFLM_PATCH_MICRO_OPS_PATCH_STAGE_H_
