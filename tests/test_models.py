@@ -76,3 +76,34 @@ def test_mobilenet_cli_numbers(tmp_path):
     assert code == 0, err
     p = build_graph(model_io.load_model(str(tmp_path / "p.tflite")))
     assert analysis.analyze(p).arena.head_bytes <= 100 * 1024
+
+
+def test_signatures_and_metadata_survive_the_rewrite(tmp_path):
+    src = os.path.join(MODELS_DIR, "mobilenetv2_035_96.tflite")
+    m = model_io.load_model(src)
+    assert m.signatureDefs, "the Keras model carries a serving signature"
+    plan = planner.make_plan(build_graph(m))
+    new = model_io.parse_model(model_io.serialize_model(rewrite.rewrite_model(m, plan, "test")))
+
+    def names(model):
+        sg = model.subgraphs[0]
+        return [(s.signatureKey, [(t.name, sg.tensors[t.tensorIndex].name) for t in s.inputs + s.outputs])
+                for s in model.signatureDefs]
+
+    assert names(new) == names(m)
+    old_meta = {x.name for x in m.metadata}
+    assert old_meta < {x.name for x in new.metadata}
+
+
+def test_verify_takes_inputs_from_npy(tmp_path):
+    import numpy as np
+    src = os.path.join(MODELS_DIR, "residual_add.tflite")
+    out = tmp_path / "p.tflite"
+    assert run_cli("convert", src, "-o", out, "--verify-inputs", "0")[0] == 0
+    x = np.random.default_rng(0).integers(-128, 128, (3, 1, 48, 48, 3), dtype=np.int8)
+    np.save(tmp_path / "x.npy", x)
+    code, stdout, err = run_cli("verify", src, out, "--input-npy", tmp_path / "x.npy", "--engine", "both")
+    assert code == 0 and "on 3 input(s)" in stdout, err
+    np.save(tmp_path / "bad.npy", x.astype(np.float32))
+    code, stdout, err = run_cli("verify", src, out, "--input-npy", tmp_path / "bad.npy")
+    assert code == 2 and "dtype float32" in err
