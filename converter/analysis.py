@@ -60,7 +60,7 @@ def op_macs(graph: Graph, op) -> int:
         return out.num_elements * (w.shape[-1] if w.shape else 1)
     try:
         layer = lower_op(graph, op, [-1] * len(op.inputs))
-    except (Unsupported, Exception):
+    except Unsupported:
         return 0
     return layer.out_shape[0] * layer.out_shape[1] * layer.macs_per_output_pixel()
 

@@ -78,7 +78,7 @@ def evaluate(graph: Graph, stage: Stage, rows: list, cols: list, arena_before: i
     full = [(0, l.out_shape[0], 0, l.out_shape[1]) for l in layers]
     macs_original = stage_macs(layers, full)
     # Per-patch buffers: every layer but the last (which writes the output tensor).
-    last_use = [i for i in range(len(layers))]
+    last_use = list(range(len(layers)))
     for i, layer in enumerate(layers):
         for s in layer.inputs:
             if s >= 0:

@@ -94,6 +94,14 @@ def test_convert_writes_a_verified_model_and_never_touches_the_input(tmp_path, s
     assert "extern const unsigned char g_patched[];" in (tmp_path / "model_data.h").read_text()
     code, stdout, err = run_cli("analyze", out)
     assert code == 0 and "PATCH_STAGE" in stdout
+    code, stdout, err = run_cli("report", src, out, "-o", tmp_path / "report", "--sram-budget", "8KiB")
+    assert code == 0, err
+    import matplotlib.image
+    picture = matplotlib.image.imread(str(tmp_path / "report" / "memory.png"))
+    assert picture.shape[0] > 300 and picture.shape[1] > 600 and picture.std() > 0.01
+    table = [l for l in (tmp_path / "report" / "report.md").read_text().splitlines() if l.startswith("| ")]
+    assert len(table) == 1 + 5  # header + one row per op of the original model
+    assert "<img src=memory.png" in (tmp_path / "report" / "report.html").read_text()
 
 
 def test_verify_detects_a_wrong_stage(tmp_path, small_model_bytes):

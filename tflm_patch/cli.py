@@ -102,7 +102,7 @@ def _summary(plan, before_peak, after_peak) -> None:
     for layer in stage.layers:
         names[layer.name] = names.get(layer.name, 0) + 1
     ops = ", ".join(f"{n} x{c}" for n, c in names.items())
-    first, last = stage.layers[0], stage.layers[-1]
+    last = stage.layers[-1]
     print(f"Stage: ops 0-{stage.split - 1} ({ops}); {_shape(plan.stage_plan.input_shape)} -> {_shape(last.out_shape)}")
     rows, cols = plan.grid
     print(f"Grid: {rows}x{cols} patches (row cuts {plan.stage_plan.grid_rows}, column cuts {plan.stage_plan.grid_cols}); "
@@ -113,7 +113,6 @@ def _summary(plan, before_peak, after_peak) -> None:
           f"-{cut:.1f}% ({plan.arena_before / plan.arena_after:.2f}x smaller)")
     print(f"{'peak op':<26}{before_peak:>16}{after_peak:>16}")
     print(f"{'stage MACs':<26}{plan.macs_original:>16,}{plan.macs_patched:>16,}   {plan.mac_overhead:.3f}x")
-    del first
 
 
 def cmd_convert(args) -> int:
