@@ -1,0 +1,99 @@
+"""Benchmark: stock vs patched models on a Cortex-M4 (QEMU mps2-an386, bare metal TFLM).
+
+    TFLM_ROOT=/path/to/tflite-micro python benchmarks/bench_cortexm.py [MODEL.tflite ...]
+
+For every model (default: tests/models/*.tflite) the default plan of
+`tflm-patch convert` is made; the original and the patched model are
+cross-compiled into bare-metal programs with the user's Cortex-M4
+libtensorflow-microlite.a and our kernel, and run on QEMU's mps2-an386 board
+on the same random input. The table gives arena_used_bytes() measured on the
+M4 and the guest instructions executed by one Invoke() (counted by our QEMU
+plugin between two marker calls around Invoke()), each with the ratio
+stock/patched, the MAC overhead of the plan, and whether the M4 outputs equal
+the host TFLM run byte for byte (`identical`), or only each other (`same on
+M4`, when the host library is not built), or not (`DIFFERENT`).
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import sys
+import tempfile
+
+import numpy as np
+
+from tflm_patch import cortexm, tflm_host
+from tflm_patch.converter import model_io, planner, rewrite
+from tflm_patch.converter.errors import NoGainError
+from tflm_patch.converter.graph import build_graph
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("models", nargs="*")
+    ap.add_argument("--max-mac-overhead", type=float, default=1.3)
+    ap.add_argument("--invokes", type=int, default=1, help="Invoke() calls per run; all must count the same")
+    ap.add_argument("--timeout", type=float, default=cortexm.DEFAULT_TIMEOUT, help="seconds per QEMU run")
+    args = ap.parse_args(argv)
+    env, why = cortexm.find_cortexm()
+    if env is None:
+        print(f"bench_cortexm: {why}", file=sys.stderr)
+        return 2
+    tree, host_why = tflm_host.find_tflm()
+    runner = tflm_host.build_runner(tree) if tree is not None else None
+    models = args.models or sorted(glob.glob(os.path.join(ROOT, "tests", "models", "*.tflite")))
+    print(f"TFLM Cortex-M4 library: {env.tree.library}")
+    print(f"board: QEMU {cortexm.BOARD} (Cortex-M4F); host check: "
+          f"{tree.library if tree else 'skipped (' + host_why + ')'}")
+    header = (f"{'model':<22} {'grid':>5} {'arena stock':>12} {'arena patched':>14} {'ratio':>6} "
+              f"{'insns stock':>14} {'insns patched':>14} {'ratio':>6} {'MACs':>6}  outputs")
+    print(header)
+    print("-" * len(header))
+    failures = 0
+    for path in models:
+        name = os.path.basename(path)[:-len(".tflite")]
+        model = model_io.parse_model(model_io.read_model_bytes(path), path)
+        graph = build_graph(model)
+        try:
+            plan = planner.make_plan(graph, max_mac_overhead=args.max_mac_overhead)
+        except NoGainError:
+            print(f"{name:<22} {'-':>5}  no plan lowers the peak (left unchanged)")
+            continue
+        x = np.random.default_rng(0).integers(-128, 128, graph.tensors[graph.inputs[0]].shape, dtype=np.int8)
+        with tempfile.TemporaryDirectory() as d:
+            patched_path = os.path.join(d, "patched.tflite")
+            model_io.write_atomically(patched_path,
+                                      model_io.serialize_model(rewrite.rewrite_model(model, plan, "bench")))
+            try:
+                stock = cortexm.run_model(env, path, x, args.invokes, timeout=args.timeout)
+                patched = cortexm.run_model(env, patched_path, x, args.invokes, timeout=args.timeout)
+            except cortexm.CortexMError as exc:
+                print(f"{name:<22} FAILED: {str(exc).splitlines()[0]}")
+                failures += 1
+                continue
+            host = tflm_host.run_model(runner, path, x) if runner else None
+        if host is not None:
+            same = host.outputs == stock.outputs == patched.outputs
+            verdict = "identical" if same else "DIFFERENT"
+        else:
+            same = stock.outputs == patched.outputs
+            verdict = "same on M4" if same else "DIFFERENT"
+        if len(set(stock.invoke_insns)) > 1 or len(set(patched.invoke_insns)) > 1:
+            verdict += " (instruction counts vary between invokes)"
+            same = False
+        failures += not same
+        grid = f"{plan.grid[0]}x{plan.grid[1]}"
+        print(f"{name:<22} {grid:>5} {stock.arena_used_bytes:>12,} {patched.arena_used_bytes:>14,} "
+              f"{stock.arena_used_bytes / patched.arena_used_bytes:>5.2f}x "
+              f"{stock.insns:>14,} {patched.insns:>14,} {patched.insns / stock.insns:>5.2f}x "
+              f"{plan.mac_overhead:>5.2f}x  {verdict}")
+    print("arena ratio = stock/patched (higher is better); insns = guest instructions of one Invoke(), "
+          "ratio patched/stock; MACs = patched/stock")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

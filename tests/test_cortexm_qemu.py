@@ -1,0 +1,93 @@
+"""Level 3: original and patched models on a Cortex-M4 under QEMU (mps2-an386), bare metal.
+
+Needs arm-none-eabi-g++ (newlib), qemu-system-arm and TFLM_ROOT with TFLM's
+Cortex-M4 library (and its host library, the reference the outputs must equal
+byte for byte); skips with the reason otherwise.
+"""
+import os
+
+import numpy as np
+import pytest
+
+from tflm_patch import cortexm, tflm_host
+from tflm_patch.converter import model_io, planner, rewrite
+from tflm_patch.converter.graph import build_graph
+
+from .conftest import MODELS_DIR
+
+ENV, WHY = cortexm.find_cortexm()
+TREE, HOST_WHY = tflm_host.find_tflm()
+needs_board = pytest.mark.skipif(ENV is None or TREE is None,
+                                 reason=f"Cortex-M4/QEMU tests skipped: {WHY or HOST_WHY}")
+# Bounds every QEMU run; MobileNetV2-0.35 at 96x96 takes a few seconds.
+TIMEOUT = 120
+
+
+@pytest.fixture(scope="module")
+def runner():
+    return tflm_host.build_runner(TREE)
+
+
+def _patched(path, tmp_path):
+    model = model_io.load_model(path)
+    graph = build_graph(model)
+    plan = planner.make_plan(graph, max_mac_overhead=1.3)
+    out = tmp_path / "patched.tflite"
+    out.write_bytes(model_io.serialize_model(rewrite.rewrite_model(model, plan, "test")))
+    return graph, str(out)
+
+
+def test_missing_tools_or_tflm_give_a_reason(monkeypatch, tmp_path):
+    monkeypatch.setenv("TFLM_ROOT", str(tmp_path / "nowhere"))
+    env, why = cortexm.find_cortexm()
+    assert env is None and why
+    if cortexm._which("ARM_GXX", "arm-none-eabi-g++") and cortexm._which("QEMU_SYSTEM_ARM", "qemu-system-arm"):
+        assert "TFLM_ROOT" in why
+    monkeypatch.setenv("TFLM_ROOT", str(tmp_path))
+    (tmp_path / "tensorflow/lite/micro").mkdir(parents=True)
+    (tmp_path / "tensorflow/lite/micro/micro_interpreter.h").write_text("")
+    monkeypatch.delenv("TFLM_M4_LIB", raising=False)
+    lib, why = cortexm.find_m4_library(str(tmp_path))
+    assert lib is None and "cortex-m4+fp" in why
+
+
+@needs_board
+@pytest.mark.parametrize("name", ["residual_add", "mobilenetv2_035_96"])
+def test_stock_and_patched_on_cortex_m4_equal_the_host_run(runner, tmp_path, name):
+    path = os.path.join(MODELS_DIR, f"{name}.tflite")
+    graph, patched = _patched(path, tmp_path)
+    x = np.random.default_rng(5).integers(-128, 128, graph.tensors[graph.inputs[0]].shape, dtype=np.int8)
+    host_stock = tflm_host.run_model(runner, path, x)
+    host_patched = tflm_host.run_model(runner, patched, x)
+    # Two Invoke() calls each: every one must count the same instructions.
+    m4_stock = cortexm.run_model(ENV, path, x, invokes=2, timeout=TIMEOUT)
+    m4_patched = cortexm.run_model(ENV, patched, x, invokes=2, timeout=TIMEOUT)
+    print(f"{name}: arena_used_bytes on M4 stock {m4_stock.arena_used_bytes}, patched "
+          f"{m4_patched.arena_used_bytes} ({m4_stock.arena_used_bytes / m4_patched.arena_used_bytes:.2f}x); "
+          f"instructions per Invoke stock {m4_stock.insns:,}, patched {m4_patched.insns:,} "
+          f"({m4_patched.insns / m4_stock.insns:.2f}x)")
+    assert len(m4_stock.outputs) == len(host_stock.outputs) > 0
+    assert m4_stock.outputs == host_stock.outputs
+    assert m4_patched.outputs == host_patched.outputs == host_stock.outputs
+    assert m4_patched.arena_used_bytes < m4_stock.arena_used_bytes
+    for run in (m4_stock, m4_patched):
+        assert len(run.invoke_insns) == 2 and run.invoke_insns[0] == run.invoke_insns[1] > 0
+        assert run.total_insns > sum(run.invoke_insns)
+
+
+EXAMPLE_FILES = ("patched_inference.cpp", "model_data.cpp", "model_data.h", "test_input.cpp", "test_input.h",
+                 "model_settings.h")
+MISSING_EXAMPLE = [f for f in EXAMPLE_FILES if not (cortexm.ARDUINO_EXAMPLE / f).is_file()]
+
+
+@needs_board
+@pytest.mark.skipif(bool(MISSING_EXAMPLE), reason=f"the Arduino example lacks {MISSING_EXAMPLE} "
+                                                  "(tools/make_arduino_example.py makes them)")
+def test_arduino_example_code_path_runs_on_cortex_m4():
+    """patched_inference.cpp + its bundled model and input + arduino/src, built with
+    -Wall -Wextra -Werror, classify the input as TFLM does on the host."""
+    result = cortexm.run_arduino_example(ENV, timeout=TIMEOUT)
+    print(result["output"])
+    assert result["exit_code"] == 0, result["output"]
+    assert result["predicted_class"] == result["expected_class"]
+    assert 0 < result["arena_used_bytes"] <= result["arena_size"]
