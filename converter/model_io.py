@@ -72,6 +72,9 @@ def write_atomically(path: str, data: bytes) -> None:
         raise ModelError(f"{path}: cannot create the output directory ({exc.strerror})") from None
     fd, tmp = tempfile.mkstemp(prefix=".tflm-patch-", dir=directory)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual mode
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

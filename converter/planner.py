@@ -156,7 +156,11 @@ def make_plan(graph: Graph, patches: tuple | None = None, split: int | None = No
                               f"(the cheapest is {best:.2f}x): model left unchanged")
         candidates = within
     if sram_budget is not None:
-        fitting = [p for p in candidates if p.arena_after <= sram_budget]
+        if require_gain and arena_before <= sram_budget:
+            raise NoGainError(f"the model already fits --sram-budget {sram_budget:,} bytes "
+                              f"(planned arena {arena_before:,} bytes): model left unchanged")
+        fitting = [p for p in candidates if p.arena_after <= sram_budget
+                   and (p.arena_after < arena_before or not require_gain)]
         if fitting:
             return min(fitting, key=lambda p: (p.macs_patched, p.arena_after, p.stage.split))
     best = min(candidates, key=lambda p: (p.arena_after, p.macs_patched, p.stage.split))

@@ -68,6 +68,17 @@ def test_uneven_grids_over_the_whole_stage_are_bit_identical(model, grid):
     assert report.identical, report.first_difference
 
 
+def test_a_budget_never_buys_a_worse_model(tmp_path):
+    src = os.path.join(MODELS_DIR, "mobilenetv2_035_96.tflite")
+    graph = build_graph(model_io.load_model(src))
+    with pytest.raises(NoGainError, match="already fits"):
+        planner.make_plan(graph, sram_budget=1 << 20)
+    plan = planner.make_plan(graph, sram_budget=120 * 1024)
+    assert plan.arena_after <= 120 * 1024 < plan.arena_before
+    _, plans = planner.enumerate_plans(graph)
+    assert plan.macs_patched == min(p.macs_patched for p in plans if p.arena_after <= 120 * 1024)
+
+
 def test_mobilenet_cli_numbers(tmp_path):
     src = os.path.join(MODELS_DIR, "mobilenetv2_035_96.tflite")
     code, out, err = run_cli("analyze", src)
@@ -103,6 +114,9 @@ def test_verify_takes_inputs_from_npy(tmp_path):
     x = np.random.default_rng(0).integers(-128, 128, (3, 1, 48, 48, 3), dtype=np.int8)
     np.save(tmp_path / "x.npy", x)
     code, stdout, err = run_cli("verify", src, out, "--input-npy", tmp_path / "x.npy", "--engine", "both")
+    assert code == 0 and "on 3 input(s)" in stdout, err
+    np.save(tmp_path / "stack.npy", x[:, 0])  # [N, H, W, C] works too
+    code, stdout, err = run_cli("verify", src, out, "--input-npy", tmp_path / "stack.npy")
     assert code == 0 and "on 3 input(s)" in stdout, err
     np.save(tmp_path / "bad.npy", x.astype(np.float32))
     code, stdout, err = run_cli("verify", src, out, "--input-npy", tmp_path / "bad.npy")

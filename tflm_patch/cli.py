@@ -147,12 +147,14 @@ def _input_sets(args, graph) -> list:
             arr = np.load(args.input_npy, allow_pickle=False)
         except Exception as exc:
             raise ModelError(f"{args.input_npy}: cannot read as .npy ({type(exc).__name__})") from None
-        shape = graph.tensors[graph.inputs[0]].shape
+        shape = tuple(graph.tensors[graph.inputs[0]].shape)
         if arr.dtype != np.int8:
             raise ModelError(f"{args.input_npy}: dtype {arr.dtype}, the model takes int8")
-        if tuple(arr.shape) == tuple(shape):
+        if tuple(arr.shape) == shape:
             arr = arr[None]
-        if tuple(arr.shape[1:]) != tuple(shape):
+        elif shape[:1] == (1,) and tuple(arr.shape[1:]) == shape[1:]:
+            arr = arr[:, None]  # a stack [N, H, W, C] of batch-1 inputs
+        if tuple(arr.shape[1:]) != shape:
             raise ModelError(f"{args.input_npy}: shape {list(arr.shape)}, the model takes {list(shape)} "
                              "(or a stack of them)")
         return [[x] for x in arr]
