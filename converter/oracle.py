@@ -101,8 +101,30 @@ def _run(model_bytes: bytes, inputs: list, num_outputs: int, keep_tensors=()) ->
     return Run(outputs, tensors)
 
 
+def run_batch(model_bytes: bytes, inputs: np.ndarray, input_shape, chunk: int = 256) -> np.ndarray:
+    """Output 0 of the model for every input of a stack, one interpreter per chunk."""
+    results = [_call(_run_batch, model_bytes, inputs[i:i + chunk], tuple(input_shape))
+               for i in range(0, len(inputs), chunk)]
+    return np.concatenate(results) if results else np.zeros((0,), np.int8)
+
+
+def _run_batch(model_bytes: bytes, inputs: np.ndarray, input_shape: tuple) -> np.ndarray:
+    it = _interpreter(model_bytes, preserve=False)
+    outs = []
+    for x in inputs:
+        it.set_input(x.reshape(input_shape), 0)
+        it.invoke()
+        outs.append(np.array(it.get_output(0)).reshape(-1).copy())
+    return np.stack(outs)
+
+
+def start_worker() -> None:
+    """Start the TFLM worker process now (before several threads use it)."""
+    _call(int)
+
+
 @contextlib.contextmanager
-def _captured_c_output():
+def captured_c_output():
     """Collect what C code prints on fds 1 and 2 (the wheel's MicroPrintf uses stderr)."""
     libc = ctypes.CDLL(None)
     sys.stdout.flush()
@@ -140,7 +162,7 @@ def _measure_arena(model_bytes: bytes, inputs: list) -> MeasuredArena:
     for i, x in enumerate(inputs):
         it.set_input(x, i)
     it.invoke()
-    with _captured_c_output() as out:
+    with captured_c_output() as out:
         it.print_allocations()
     text = out["text"]
     values = {}
