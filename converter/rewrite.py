@@ -14,6 +14,7 @@ import json
 import numpy as np
 
 from . import options
+from .errors import ModelError
 from .planner import Plan
 from .schema import BuiltinOperator, schema
 
@@ -79,8 +80,15 @@ def plan_summary(plan: Plan, tool_version: str) -> dict:
     }
 
 
+OFFLINE_PLAN_METADATA = "OfflineMemoryAllocation"
+
+
 def rewrite_model(original, plan: Plan, tool_version: str):
     """A new ModelT with the stage replaced; `original` is not modified."""
+    if any(_name(m) == OFFLINE_PLAN_METADATA for m in original.metadata or []):
+        # Its per-tensor offsets would no longer match the tensors (and our arena prediction
+        # replays the online planner only).
+        raise ModelError("models with an offline memory plan (OfflineMemoryAllocation metadata) are not supported")
     model = copy.deepcopy(original)
     sg = model.subgraphs[0]
     stage = plan.stage

@@ -117,3 +117,20 @@ def test_verify_detects_a_wrong_stage(tmp_path, small_model_bytes):
     (tmp_path / "p.tflite").write_bytes(model_io.serialize_model(new_model))
     code, out, err = run_cli("verify", tmp_path / "o.tflite", tmp_path / "p.tflite")
     assert code == 4 and "NOT bit-identical" in err
+
+
+def test_offline_planned_models_are_refused(small_model_bytes):
+    import pytest
+
+    from tflm_patch.converter.errors import ModelError
+    from tflm_patch.converter.schema import schema
+    model = model_io.parse_model(small_model_bytes)
+    buf = schema.BufferT()
+    buf.data = np.zeros(12 + 4 * len(model.subgraphs[0].tensors), dtype=np.uint8)
+    model.buffers.append(buf)
+    meta = schema.MetadataT()
+    meta.name, meta.buffer = "OfflineMemoryAllocation", len(model.buffers) - 1
+    model.metadata = [meta]
+    plan = planner.make_plan(build_graph(model), patches=(2, 2), split=3)
+    with pytest.raises(ModelError, match="offline memory plan"):
+        rewrite.rewrite_model(model, plan, "test")
