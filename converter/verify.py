@@ -69,6 +69,8 @@ def random_inputs(graph, count: int, seed: int = 0) -> list:
 
 
 def verify(original_bytes: bytes, patched_bytes: bytes, input_sets: list, engines=("python",)) -> VerifyReport:
+    """engines: "python" (reference executor), "cpp" (the C++ engine), or a
+    callable (options, op inputs, output shape) -> stage output."""
     original_model = model_io.parse_model(original_bytes, "original model")
     patched_model = model_io.parse_model(patched_bytes, "patched model")
     g_orig, g_patched = build_graph(original_model), build_graph(patched_model)
@@ -89,6 +91,8 @@ def verify(original_bytes: bytes, patched_bytes: bytes, input_sets: list, engine
         for engine in engines:
             if engine == "python":
                 got = reference.run_stage(op.custom_options, [inputs[0]] + constants)
+            elif callable(engine):  # (options, op inputs, output shape) -> stage output
+                got = engine(op.custom_options, [inputs[0]] + constants, expected_stage.shape)
             else:
                 from tflm_patch import native
                 got = native.run_stage(op.custom_options, [inputs[0]] + constants, expected_stage.shape)

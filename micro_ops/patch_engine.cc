@@ -17,7 +17,9 @@ limitations under the License.
 
 #include <new>
 
+#include "cmsis_nn_layers.h"
 #include "flexbuffer_reader.h"
+#include "image_view.h"
 
 #define TFLM_PATCH_RETURN_IF_ERROR(expr)         \
   do {                                           \
@@ -882,12 +884,76 @@ Status ValidateBuffers(const StagePlan& plan) {
   return OkStatus();
 }
 
+// A layer's patch buffer in the scratch area, holding `region` densely.
+// With no scratch, only the geometry (data is null).
+InputView BufferInputView(const uint8_t* scratch, const LayerPlan& layer,
+                          const Region& region) {
+  const int32_t channels = layer.output_shape.channels;
+  return InputView{scratch != nullptr ? reinterpret_cast<const int8_t*>(
+                                            scratch + layer.buffer_offset)
+                                      : nullptr,
+                   region.y0, region.x0, (region.x1 - region.x0) * channels,
+                   channels};
+}
+
+OutputView BufferOutputView(uint8_t* scratch, const LayerPlan& layer,
+                            const Region& region) {
+  const int32_t channels = layer.output_shape.channels;
+  return OutputView{scratch != nullptr ? reinterpret_cast<int8_t*>(
+                                             scratch + layer.buffer_offset)
+                                       : nullptr,
+                    region.y0, region.x0, (region.x1 - region.x0) * channels,
+                    channels};
+}
+
+// The whole stage input and output (data null for geometry only).
+InputView StageInputView(const StagePlan& plan, const void* data) {
+  const ImageShape& in = plan.input_shape;
+  return InputView{static_cast<const int8_t*>(data), 0, 0,
+                   in.width * in.channels, in.channels};
+}
+
+OutputView StageOutputView(const StagePlan& plan, int8_t* data) {
+  const ImageShape& out = plan.layers[plan.num_layers - 1].output_shape;
+  return OutputView{data, 0, 0, out.width * out.channels, out.channels};
+}
+
+// The CMSIS-NN workspace follows the layer buffers in the scratch area.
+size_t WorkspaceOffset(const StagePlan& plan) {
+  return AlignUp(static_cast<size_t>(plan.scratch_bytes),
+                 kCmsisWorkspaceAlignment);
+}
+
+// Where layer `index`'s sources are read from and its output is written for
+// one patch (data null when scratch and the stage tensors are).
+void LayerViews(const StagePlan& plan, int32_t index, const Region* regions,
+                const InputView& stage_input, const OutputView& stage_output,
+                uint8_t* scratch, InputView* sources, OutputView* output) {
+  const LayerPlan& layer = plan.layers[index];
+  for (int32_t s = 0; s < layer.num_sources; ++s) {
+    const int32_t source = layer.sources[s];
+    sources[s] =
+        source == kStageInputSource
+            ? stage_input
+            : BufferInputView(scratch, plan.layers[source], regions[source]);
+  }
+  *output = index == plan.num_layers - 1
+                ? stage_output
+                : BufferOutputView(scratch, layer, regions[index]);
+}
+
 Region TileRegion(const StagePlan& plan, int32_t row, int32_t col) {
   return Region{plan.grid_rows[row], plan.grid_rows[row + 1],
                 plan.grid_cols[col], plan.grid_cols[col + 1]};
 }
 
-Status ValidatePatchRegions(const StagePlan& plan, Region* regions) {
+// Every patch's regions fit their layer buffers; `*workspace_bytes` is the
+// largest CMSIS-NN workspace a layer call needs (0 without CMSIS-NN).
+Status ValidatePatchRegions(const StagePlan& plan, Region* regions,
+                            size_t* workspace_bytes) {
+  *workspace_bytes = 0;
+  const InputView stage_input = StageInputView(plan, nullptr);
+  const OutputView stage_output = StageOutputView(plan, nullptr);
   for (int32_t row = 0; row + 1 < plan.num_grid_rows; ++row) {
     for (int32_t col = 0; col + 1 < plan.num_grid_cols; ++col) {
       ComputePatchRegions(plan, TileRegion(plan, row, col), regions);
@@ -898,6 +964,18 @@ Status ValidatePatchRegions(const StagePlan& plan, Region* regions) {
           return Error("a patch region does not fit the layer buffer",
                        "buffer_bytes", i);
         }
+      }
+      if (!kUsesCmsisNn) continue;
+      for (int32_t i = 0; i < plan.num_layers; ++i) {
+        if (IsEmpty(regions[i])) continue;
+        InputView sources[kMaxLayerSources];
+        OutputView output;
+        LayerViews(plan, i, regions, stage_input, stage_output, nullptr,
+                   sources, &output);
+        const size_t bytes = CmsisNnWorkspaceBytes(
+            plan.layers[i], SourceShape(plan, plan.layers[i].sources[0]),
+            sources[0], regions[i], output);
+        if (bytes > *workspace_bytes) *workspace_bytes = bytes;
       }
     }
   }
@@ -910,34 +988,6 @@ Status ValidatePatchRegions(const StagePlan& plan, Region* regions) {
 // the region through an output view. They are the units a CMSIS-NN or an
 // overlap-caching path would replace.
 // ---------------------------------------------------------------------------
-
-// A region of an image held with a row stride: pixel (y, x) starts at
-// data + (y - origin_y) * row_stride + (x - origin_x) * channels.
-struct InputView {
-  const int8_t* data;
-  int32_t origin_y;
-  int32_t origin_x;
-  int32_t row_stride;
-  int32_t channels;
-
-  const int8_t* Pixel(int32_t y, int32_t x) const {
-    return data + static_cast<ptrdiff_t>(y - origin_y) * row_stride +
-           static_cast<ptrdiff_t>(x - origin_x) * channels;
-  }
-};
-
-struct OutputView {
-  int8_t* data;
-  int32_t origin_y;
-  int32_t origin_x;
-  int32_t row_stride;
-  int32_t channels;
-
-  int8_t* Pixel(int32_t y, int32_t x) const {
-    return data + static_cast<ptrdiff_t>(y - origin_y) * row_stride +
-           static_cast<ptrdiff_t>(x - origin_x) * channels;
-  }
-};
 
 inline bool Inside(int32_t value, int32_t size) {
   return value >= 0 && value < size;
@@ -1172,45 +1222,39 @@ void PadRegion(const LayerPlan& layer, const ImageShape& in_shape,
 // The schedule.
 // ---------------------------------------------------------------------------
 
-// A layer's patch buffer in the scratch area, holding `region` densely.
-InputView BufferInputView(const uint8_t* scratch, const LayerPlan& layer,
-                          const Region& region) {
-  const int32_t channels = layer.output_shape.channels;
-  return InputView{
-      reinterpret_cast<const int8_t*>(scratch) + layer.buffer_offset, region.y0,
-      region.x0, (region.x1 - region.x0) * channels, channels};
-}
-
-OutputView BufferOutputView(uint8_t* scratch, const LayerPlan& layer,
-                            const Region& region) {
-  const int32_t channels = layer.output_shape.channels;
-  return OutputView{reinterpret_cast<int8_t*>(scratch) + layer.buffer_offset,
-                    region.y0, region.x0, (region.x1 - region.x0) * channels,
-                    channels};
-}
-
-void RunLayer(const StagePlan& plan, int32_t index,
-              const void* const* input_data, const InputView* sources,
-              const Region& region, const OutputView& output) {
+Status RunLayer(const StagePlan& plan, int32_t index,
+                const void* const* input_data, const InputView* sources,
+                const Region& region, const OutputView& output,
+                uint8_t* workspace) {
   const LayerPlan& layer = plan.layers[index];
   const ImageShape in_shape = SourceShape(plan, layer.sources[0]);
+  const int8_t* filter =
+      HasFilter(layer.op)
+          ? static_cast<const int8_t*>(input_data[layer.filter_input])
+          : nullptr;
+  const int32_t* bias =
+      layer.bias_input >= 0
+          ? static_cast<const int32_t*>(input_data[layer.bias_input])
+          : nullptr;
+  if (kUsesCmsisNn) {
+    switch (RunLayerWithCmsisNn(layer, in_shape, sources, filter, bias, region,
+                                output, workspace)) {
+      case CmsisNnResult::kDone:
+        return OkStatus();
+      case CmsisNnResult::kFailed:
+        return Error("CMSIS-NN rejected a layer call", nullptr, index);
+      case CmsisNnResult::kNotTaken:
+        break;
+    }
+  }
   switch (layer.op) {
     case LayerOp::kConv2D:
-    case LayerOp::kDepthwiseConv2D: {
-      const int8_t* filter =
-          static_cast<const int8_t*>(input_data[layer.filter_input]);
-      const int32_t* bias =
-          layer.bias_input >= 0
-              ? static_cast<const int32_t*>(input_data[layer.bias_input])
-              : nullptr;
-      if (layer.op == LayerOp::kConv2D) {
-        ConvRegion(layer, in_shape, sources[0], filter, bias, region, output);
-      } else {
-        DepthwiseConvRegion(layer, in_shape, sources[0], filter, bias, region,
-                            output);
-      }
+      ConvRegion(layer, in_shape, sources[0], filter, bias, region, output);
       break;
-    }
+    case LayerOp::kDepthwiseConv2D:
+      DepthwiseConvRegion(layer, in_shape, sources[0], filter, bias, region,
+                          output);
+      break;
     case LayerOp::kAdd:
       AddRegion(layer, sources[0], sources[1], region, output);
       break;
@@ -1224,27 +1268,23 @@ void RunLayer(const StagePlan& plan, int32_t index,
       AveragePoolRegion(layer, in_shape, sources[0], region, output);
       break;
   }
+  return OkStatus();
 }
 
-void RunPatch(const StagePlan& plan, const void* const* input_data,
-              const InputView& stage_input, const OutputView& stage_output,
-              uint8_t* scratch, const Region* regions) {
-  const int32_t last = plan.num_layers - 1;
-  for (int32_t i = 0; i <= last; ++i) {
+Status RunPatch(const StagePlan& plan, const void* const* input_data,
+                const InputView& stage_input, const OutputView& stage_output,
+                uint8_t* scratch, const Region* regions) {
+  uint8_t* workspace = scratch + WorkspaceOffset(plan);
+  for (int32_t i = 0; i < plan.num_layers; ++i) {
     if (IsEmpty(regions[i])) continue;
-    const LayerPlan& layer = plan.layers[i];
     InputView sources[kMaxLayerSources];
-    for (int32_t s = 0; s < layer.num_sources; ++s) {
-      const int32_t source = layer.sources[s];
-      sources[s] =
-          source == kStageInputSource
-              ? stage_input
-              : BufferInputView(scratch, plan.layers[source], regions[source]);
-    }
-    const OutputView output =
-        i == last ? stage_output : BufferOutputView(scratch, layer, regions[i]);
-    RunLayer(plan, i, input_data, sources, regions[i], output);
+    OutputView output;
+    LayerViews(plan, i, regions, stage_input, stage_output, scratch, sources,
+               &output);
+    TFLM_PATCH_RETURN_IF_ERROR(RunLayer(plan, i, input_data, sources,
+                                        regions[i], output, workspace));
   }
+  return OkStatus();
 }
 
 Status CheckRunArguments(const StagePlan& plan, const void* const* input_data,
@@ -1302,6 +1342,11 @@ Status ParsePlan(const uint8_t* options, size_t options_bytes,
   return ParseOptions(options, options_bytes, &memory, plan);
 }
 
+Region LayerInputRegion(const LayerPlan& layer, const Region& out,
+                        const ImageShape& in_shape) {
+  return InputRegion(layer, out, in_shape);
+}
+
 void ComputePatchRegions(const StagePlan& plan, const Region& tile,
                          Region* regions) {
   const int32_t last = plan.num_layers - 1;
@@ -1339,8 +1384,12 @@ Status ValidatePlan(const StagePlan& plan, const InputTensors& inputs,
   TFLM_PATCH_RETURN_IF_ERROR(ValidateGrid(plan.grid_cols, plan.num_grid_cols,
                                           out_shape.width, "grid_cols"));
   TFLM_PATCH_RETURN_IF_ERROR(ValidateBuffers(plan));
-  TFLM_PATCH_RETURN_IF_ERROR(ValidatePatchRegions(plan, regions));
-  *scratch_bytes = static_cast<size_t>(plan.scratch_bytes);
+  size_t workspace_bytes = 0;
+  TFLM_PATCH_RETURN_IF_ERROR(
+      ValidatePatchRegions(plan, regions, &workspace_bytes));
+  *scratch_bytes = workspace_bytes > 0
+                       ? WorkspaceOffset(plan) + workspace_bytes
+                       : static_cast<size_t>(plan.scratch_bytes);
   return OkStatus();
 }
 
@@ -1350,16 +1399,13 @@ Status RunStage(const StagePlan& plan, const void* const* input_data,
   TFLM_PATCH_RETURN_IF_ERROR(CheckRunArguments(plan, input_data, num_inputs,
                                                output, scratch, scratch_bytes,
                                                regions, num_regions));
-  const ImageShape& in = plan.input_shape;
-  const ImageShape& out = plan.layers[plan.num_layers - 1].output_shape;
-  const InputView stage_input = {static_cast<const int8_t*>(input_data[0]), 0,
-                                 0, in.width * in.channels, in.channels};
-  const OutputView stage_output = {output, 0, 0, out.width * out.channels,
-                                   out.channels};
+  const InputView stage_input = StageInputView(plan, input_data[0]);
+  const OutputView stage_output = StageOutputView(plan, output);
   for (int32_t row = 0; row + 1 < plan.num_grid_rows; ++row) {
     for (int32_t col = 0; col + 1 < plan.num_grid_cols; ++col) {
       ComputePatchRegions(plan, TileRegion(plan, row, col), regions);
-      RunPatch(plan, input_data, stage_input, stage_output, scratch, regions);
+      TFLM_PATCH_RETURN_IF_ERROR(RunPatch(plan, input_data, stage_input,
+                                          stage_output, scratch, regions));
     }
   }
   return OkStatus();

@@ -204,7 +204,8 @@ class TensorDescArray final : public InputTensors {
 // parameters and constants; the grid; the buffers (inside the scratch area,
 // no overlap with a live buffer, large enough for every patch's region).
 // `regions` is working memory of at least plan.num_layers entries.
-// On success `*scratch_bytes` is the scratch size RunStage needs.
+// On success `*scratch_bytes` is the scratch size RunStage needs: the plan's
+// scratch_bytes, plus, in a CMSIS-NN build, the CMSIS-NN workspace after it.
 Status ValidatePlan(const StagePlan& plan, const InputTensors& inputs,
                     const TensorDesc& output, Region* regions,
                     int32_t num_regions, size_t* scratch_bytes);
@@ -216,6 +217,11 @@ Status ValidatePlan(const StagePlan& plan, const InputTensors& inputs,
 Status RunStage(const StagePlan& plan, const void* const* input_data,
                 int32_t num_inputs, int8_t* output, uint8_t* scratch,
                 size_t scratch_bytes, Region* regions, int32_t num_regions);
+
+// What `layer` reads of its source image (shape `in_shape`) to compute its
+// output region `out`, clipped to the image (docs "Coordinates and regions").
+Region LayerInputRegion(const LayerPlan& layer, const Region& out,
+                        const ImageShape& in_shape);
 
 // The output region of every layer for one tile of the stage output
 // (docs "Coordinates and regions"). Exposed for tests and tools.

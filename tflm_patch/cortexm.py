@@ -39,8 +39,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 CORTEXM_DIR = REPO_ROOT / "cortexm"
 ARDUINO_DIR = REPO_ROOT / "arduino"
 ARDUINO_EXAMPLE = ARDUINO_DIR / "examples" / "PatchedClassifier"
-KERNEL_SOURCES = ("patch_stage.cc", "patch_engine.cc", "flexbuffer_reader.cc")
-KERNEL_HEADERS = ("patch_stage.h", "patch_engine.h", "flexbuffer_reader.h")
+KERNEL_SOURCES = native.KERNEL_SOURCES
+KERNEL_HEADERS = native.KERNEL_HEADERS
 BOARD = "mps2-an386"
 # Hard-float Cortex-M4, as TFLM's TARGET_ARCH=cortex-m4+fp (-mfpu=auto picks fpv4-sp-d16).
 ARCH_FLAGS = ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16")

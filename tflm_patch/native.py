@@ -11,7 +11,12 @@ and cached by a hash of sources and flags in ``$TFLM_PATCH_CACHE`` (default
   aborts that process and is reported here instead of corrupting Python's.
 
 Both variants can be built with ``single_rounding=True``
-(``TFLITE_SINGLE_ROUNDING=1``), the rounding of TFLM builds that define it.
+(``TFLITE_SINGLE_ROUNDING=1``), the rounding of TFLM builds that define it,
+and with ``cmsis_nn=ROOT``: the engine's CMSIS-NN dispatch (``-DCMSIS_NN``,
+as in TFLM's ``OPTIMIZED_KERNEL_DIR=cmsis_nn`` builds) linked to the CMSIS-NN
+tree at ROOT (``Include/``, ``Source/``), compiled here with the host C
+compiler (``$CC``, default ``gcc``): the real CMSIS-NN (its portable C
+paths) or the test double in ``tests/cmsis_nn_double``.
 """
 from __future__ import annotations
 
@@ -26,8 +31,13 @@ from pathlib import Path
 
 import numpy as np
 
-ENGINE_SOURCES = ("flexbuffer_reader.cc", "patch_engine.cc", "host/engine_capi.cc")
-ENGINE_HEADERS = ("flexbuffer_reader.h", "patch_engine.h", "host/engine_capi.h")
+# The portable kernel (what firmware compiles), without and with the TFLM op.
+ENGINE_CORE_SOURCES = ("flexbuffer_reader.cc", "patch_engine.cc", "cmsis_nn_layers.cc")
+ENGINE_CORE_HEADERS = ("flexbuffer_reader.h", "patch_engine.h", "cmsis_nn_layers.h", "image_view.h")
+KERNEL_SOURCES = ("patch_stage.cc",) + ENGINE_CORE_SOURCES
+KERNEL_HEADERS = ("patch_stage.h",) + ENGINE_CORE_HEADERS
+ENGINE_SOURCES = ENGINE_CORE_SOURCES + ("host/engine_capi.cc",)
+ENGINE_HEADERS = ENGINE_CORE_HEADERS + ("host/engine_capi.h",)
 DRIVER_SOURCE = "host/engine_main.cc"
 COMMON_FLAGS = ("-std=c++17", "-fno-exceptions", "-fno-rtti", "-Wall", "-Wextra", "-Werror")
 LIBRARY_FLAGS = ("-O2", "-shared", "-fPIC")
@@ -85,6 +95,65 @@ def _compiler() -> str:
     return os.environ.get("CXX") or "g++"
 
 
+def _c_compiler() -> str:
+    return os.environ.get("CC") or "gcc"
+
+
+def _run_compiler(cmd: list, what: str) -> None:
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    except OSError as exc:
+        raise BuildError(f"cannot run the compiler {cmd[0]!r}: {exc}") from None
+    if proc.returncode != 0:
+        raise BuildError(f"building {what} failed:\n{' '.join(cmd)}\n{proc.stderr}")
+
+
+def cmsis_nn_sources(root) -> list:
+    """The int8 CMSIS-NN sources under root/Source, as TFLM's Makefile picks
+    them (no f16/f32 kernels)."""
+    root = Path(root)
+    return sorted(p for p in (root / "Source").rglob("*.c")
+                  if not p.name.endswith(("_f16.c", "_f32.c")) and p.name != "arm_nntables_flt.c")
+
+
+def cmsis_nn_flags(root, single_rounding: bool = False) -> tuple:
+    """What code calling the CMSIS-NN tree at root compiles with."""
+    root = Path(root)
+    flags = ("-DCMSIS_NN", f"-I{root}", f"-I{root / 'Include'}")
+    return flags + (("-DCMSIS_NN_USE_SINGLE_ROUNDING",) if single_rounding else ())
+
+
+def build_cmsis_nn(root, sanitize: bool = False, single_rounding: bool = False) -> Path:
+    """Static library of the CMSIS-NN tree at root, cached by content and flags."""
+    root = Path(root)
+    sources = cmsis_nn_sources(root)
+    if not (root / "Include" / "arm_nnfunctions.h").is_file() or not sources:
+        raise BuildError(f"{root} is not a CMSIS-NN tree (no Include/arm_nnfunctions.h or Source/*.c)")
+    flags = ["-std=gnu11", "-fPIC", *(SANITIZER_FLAGS if sanitize else ("-O2",)),
+             *cmsis_nn_flags(root, single_rounding)[1:]]
+    digest = hashlib.sha256()
+    for item in (_c_compiler(), *flags):
+        digest.update(item.encode() + b"\0")
+    for path in sorted(sources + list((root / "Include").rglob("*.h"))):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    target = cache_dir() / f"libcmsis-nn-{digest.hexdigest()[:16]}.a"
+    if target.exists():
+        return target
+    work = Path(tempfile.mkdtemp(prefix="build-", dir=cache_dir()))
+    try:
+        objects = []
+        for i, source in enumerate(sources):
+            obj = work / f"{i:04d}_{source.stem}.o"
+            _run_compiler([_c_compiler(), *flags, "-c", str(source), "-o", str(obj)], f"CMSIS-NN {source.name}")
+            objects.append(str(obj))
+        archive = work / target.name
+        _run_compiler(["ar", "rcs", str(archive), *objects], "the CMSIS-NN library")
+        os.replace(archive, target)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return target
+
+
 def compile_cached(stem: str, sources: tuple, headers: tuple, flags: tuple, suffix: str = "",
                    extra_inputs: tuple = (), link_args: tuple = ()) -> Path:
     """Compile packaged micro_ops sources into cache_dir(), once per content and flags.
@@ -111,36 +180,39 @@ def compile_cached(stem: str, sources: tuple, headers: tuple, flags: tuple, suff
             (work / name).write_bytes(data)
         out = work / target.name
         cmd = [_compiler(), *flags, f"-I{work}", "-o", str(out), *(str(work / s) for s in sources), *link_args]
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-        except OSError as exc:
-            raise BuildError(f"cannot run the C++ compiler {_compiler()!r}: {exc}") from None
-        if proc.returncode != 0:
-            raise BuildError(f"building {stem} failed:\n{' '.join(cmd)}\n{proc.stderr}")
+        _run_compiler(cmd, stem)
         os.replace(out, target)  # atomic: concurrent builders agree
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return target
 
 
-def build(sanitize: bool = False, single_rounding: bool = False) -> Path:
+def build(sanitize: bool = False, single_rounding: bool = False, cmsis_nn=None) -> Path:
     """Path of the compiled engine (built on first use, then cached).
 
     sanitize=False: the ctypes shared library; sanitize=True: the ASan/UBSan
-    driver executable.
+    driver executable. cmsis_nn: a CMSIS-NN tree to dispatch layers to.
     """
     sources = ENGINE_SOURCES + ((DRIVER_SOURCE,) if sanitize else ())
     flags = COMMON_FLAGS + (SANITIZER_FLAGS if sanitize else LIBRARY_FLAGS)
     if single_rounding:
         flags += ("-DTFLITE_SINGLE_ROUNDING=1",)
     stem = ("engine_main_sanitized" if sanitize else "libtflm_patch_engine") + ("_sr" if single_rounding else "")
-    return compile_cached(stem, sources, ENGINE_HEADERS, flags, suffix="" if sanitize else ".so")
+    extra_inputs = link_args = ()
+    if cmsis_nn is not None:
+        library = build_cmsis_nn(cmsis_nn, sanitize=sanitize, single_rounding=single_rounding)
+        flags += cmsis_nn_flags(cmsis_nn, single_rounding)
+        extra_inputs = link_args = (str(library),)
+        stem += "_cmsis"
+    return compile_cached(stem, sources, ENGINE_HEADERS, flags, suffix="" if sanitize else ".so",
+                          extra_inputs=extra_inputs, link_args=link_args)
 
 
-def _library(single_rounding: bool):
-    key = bool(single_rounding)
+def engine_library(single_rounding: bool = False, cmsis_nn=None) -> ctypes.CDLL:
+    """The engine's shared library, loaded (once per build variant)."""
+    key = (bool(single_rounding), None if cmsis_nn is None else str(Path(cmsis_nn).resolve()))
     if key not in _loaded:
-        lib = ctypes.CDLL(str(build(sanitize=False, single_rounding=key)))
+        lib = ctypes.CDLL(str(build(sanitize=False, single_rounding=key[0], cmsis_nn=key[1])))
         fn = lib.tflm_patch_run_stage
         i32p = ctypes.POINTER(ctypes.c_int32)
         fn.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int32, ctypes.POINTER(ctypes.c_void_p),
@@ -154,7 +226,7 @@ def _library(single_rounding: bool):
 
 def single_rounding_of_build(single_rounding: bool = False) -> bool:
     """What the compiled library reports (a self-check of the build flags)."""
-    return bool(_library(single_rounding).tflm_patch_single_rounding())
+    return bool(engine_library(single_rounding).tflm_patch_single_rounding())
 
 
 def _prepare_inputs(inputs) -> list:
@@ -169,8 +241,8 @@ def _int32_array(values):
     return (ctypes.c_int32 * max(1, len(values)))(*values)
 
 
-def _run_in_process(options: bytes, arrays: list, output_shape: tuple, single_rounding: bool):
-    fn = _library(single_rounding).tflm_patch_run_stage
+def _run_in_process(options: bytes, arrays: list, output_shape: tuple, single_rounding: bool, cmsis_nn):
+    fn = engine_library(single_rounding, cmsis_nn).tflm_patch_run_stage
     output = np.empty(output_shape, dtype=np.int8)
     data = (ctypes.c_void_p * len(arrays))(*[a.ctypes.data for a in arrays])
     types = _int32_array(_TYPE_CODES.get(a.dtype, 0) for a in arrays)
@@ -185,8 +257,9 @@ def _run_in_process(options: bytes, arrays: list, output_shape: tuple, single_ro
     return output
 
 
-def _run_sanitized(options_list: list, arrays: list, output_shape: tuple, single_rounding: bool) -> list:
-    driver = build(sanitize=True, single_rounding=single_rounding)
+def _run_sanitized(options_list: list, arrays: list, output_shape: tuple, single_rounding: bool,
+                   cmsis_nn) -> list:
+    driver = build(sanitize=True, single_rounding=single_rounding, cmsis_nn=cmsis_nn)
     with tempfile.TemporaryDirectory(prefix="tflm-patch-") as tmp:
         tmp = Path(tmp)
         lines = []
@@ -223,27 +296,28 @@ def _run_sanitized(options_list: list, arrays: list, output_shape: tuple, single
 
 
 def run_many(options_list, inputs, output_shape, *, sanitize: bool = False,
-             single_rounding: bool = False) -> list:
+             single_rounding: bool = False, cmsis_nn=None) -> list:
     """Run several option buffers against the same tensors.
 
     Returns, per options, the output array or the EngineError (not raised).
     With sanitize=True all runs share one sanitizer process; a memory error
-    raises EngineCrash.
+    raises EngineCrash. cmsis_nn: see build().
     """
     options_list = [bytes(o) for o in options_list]
     arrays = _prepare_inputs(inputs)
     output_shape = tuple(int(d) for d in output_shape)
     if sanitize:
-        return _run_sanitized(options_list, arrays, output_shape, single_rounding)
-    return [_run_in_process(o, arrays, output_shape, single_rounding) for o in options_list]
+        return _run_sanitized(options_list, arrays, output_shape, single_rounding, cmsis_nn)
+    return [_run_in_process(o, arrays, output_shape, single_rounding, cmsis_nn) for o in options_list]
 
 
 def run_stage(options: bytes, inputs: list, output_shape, *, sanitize: bool = False,
-              single_rounding: bool = False) -> np.ndarray:
+              single_rounding: bool = False, cmsis_nn=None) -> np.ndarray:
     """Run PATCH_STAGE on the host: `inputs` are the op's inputs ([0] the int8
     stage input [1, H, W, C], then the constants in options order); returns the
     int8 stage output of `output_shape`. Raises EngineError on rejection."""
-    result = run_many([options], inputs, output_shape, sanitize=sanitize, single_rounding=single_rounding)[0]
+    result = run_many([options], inputs, output_shape, sanitize=sanitize, single_rounding=single_rounding,
+                      cmsis_nn=cmsis_nn)[0]
     if isinstance(result, EngineError):
         raise result
     return result

@@ -21,8 +21,8 @@ import numpy as np
 
 from . import native
 
-RUNNER_SOURCES = ("host/tflm_runner.cc", "patch_stage.cc", "patch_engine.cc", "flexbuffer_reader.cc")
-RUNNER_HEADERS = ("patch_stage.h", "patch_engine.h", "flexbuffer_reader.h")
+RUNNER_SOURCES = ("host/tflm_runner.cc",) + native.KERNEL_SOURCES
+RUNNER_HEADERS = native.KERNEL_HEADERS
 # What TFLM's Makefile uses for TARGET=linux; TF_LITE_STATIC_MEMORY changes struct layouts.
 DEFAULT_DEFINES = ("-DTF_LITE_STATIC_MEMORY", "-DTF_LITE_DISABLE_X86_NEON", "-DTF_LITE_USE_CTIME")
 

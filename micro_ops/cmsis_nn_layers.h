@@ -1,0 +1,79 @@
+/* Copyright 2025 The tflm-patch Authors. All Rights Reserved.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+==============================================================================*/
+
+// The stage's layers on CMSIS-NN. In a TFLM build with CMSIS-NN kernels
+// (TFLM defines CMSIS_NN for OPTIMIZED_KERNEL_DIR=cmsis_nn), the engine
+// computes CONV_2D, DEPTHWISE_CONV_2D, MAX_POOL_2D, AVERAGE_POOL_2D and ADD
+// with the CMSIS-NN functions that TFLM's cmsis_nn kernels call, so that the
+// patched stage gives the bytes the unpatched model gives in that build, at
+// CMSIS-NN's speed. PAD, a copy, stays the engine's own. Without CMSIS_NN
+// nothing here is compiled in and the engine runs its reference arithmetic.
+//
+// CMSIS-NN takes dense NHWC tensors and non-negative top/left padding. A
+// patch region is computed in bands of output rows such that every call sees
+// a dense input and a dense output: the whole region in one call when its
+// input rows and output rows are contiguous in memory, else one call per
+// output row, whose input rows are copied into the workspace first when they
+// are not contiguous (the first layer reading a window of the whole stage
+// input). Each call's input is the band's input region clipped to the image,
+// so the image border falls where CMSIS-NN pads, and its padding is what is
+// left of the layer's padding there (never more than the layer's own).
+//
+// Targets the CMSIS-NN that TFLM pins (arm_convolve_s8 with upscale_dims).
+
+#ifndef TFLM_PATCH_MICRO_OPS_CMSIS_NN_LAYERS_H_
+#define TFLM_PATCH_MICRO_OPS_CMSIS_NN_LAYERS_H_
+
+#include <cstddef>
+#include <cstdint>
+
+#include "image_view.h"
+#include "patch_engine.h"
+
+namespace tflm_patch {
+
+#if defined(CMSIS_NN)
+constexpr bool kUsesCmsisNn = true;
+#else
+constexpr bool kUsesCmsisNn = false;
+#endif
+
+// The workspace's alignment (CMSIS-NN context buffers hold int16/int32).
+constexpr size_t kCmsisWorkspaceAlignment = 16;
+
+// Bytes of workspace RunLayerWithCmsisNn needs to compute `region` of
+// `layer` from `input` (its first source) into `output`; only the views'
+// geometry is read. 0 when the layer does not go to CMSIS-NN.
+size_t CmsisNnWorkspaceBytes(const LayerPlan& layer, const ImageShape& in_shape,
+                             const InputView& input, const Region& region,
+                             const OutputView& output);
+
+enum class CmsisNnResult { kNotTaken, kDone, kFailed };
+
+// Computes `region` of `layer` with CMSIS-NN. kNotTaken (nothing written)
+// when the layer does not go to CMSIS-NN; kFailed when CMSIS-NN rejected a
+// call. `workspace` holds CmsisNnWorkspaceBytes for the same geometry and is
+// kCmsisWorkspaceAlignment-aligned.
+CmsisNnResult RunLayerWithCmsisNn(const LayerPlan& layer,
+                                  const ImageShape& in_shape,
+                                  const InputView* sources,
+                                  const int8_t* filter, const int32_t* bias,
+                                  const Region& region,
+                                  const OutputView& output,
+                                  uint8_t* workspace);
+
+}  // namespace tflm_patch
+
+#endif  // TFLM_PATCH_MICRO_OPS_CMSIS_NN_LAYERS_H_
