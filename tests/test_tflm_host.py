@@ -2,6 +2,8 @@
 
 The runner is built from our sources only (micro_ops/) and linked to the
 user's libtensorflow-microlite.a; TFLM's MicroInterpreter runs both models.
+Each host library found is tested: reference kernels, and CMSIS-NN kernels
+(OPTIMIZED_KERNEL_DIR=cmsis_nn), where PATCH_STAGE itself calls CMSIS-NN.
 """
 import glob
 import os
@@ -16,14 +18,19 @@ from tflm_patch.converter.graph import build_graph
 
 from .conftest import MODELS_DIR
 
-TREE, WHY = tflm_host.find_tflm()
-pytestmark = pytest.mark.skipif(TREE is None, reason=f"real-TFLM tests skipped: {WHY}")
+BUILDS, WHY = tflm_host.find_tflm_builds()
+pytestmark = pytest.mark.skipif(not BUILDS, reason=f"real-TFLM tests skipped: {WHY}")
 MODELS = sorted(glob.glob(os.path.join(MODELS_DIR, "*.tflite")))
+# Every host library found (reference kernels, CMSIS-NN kernels), each tested.
+KERNELS = [tflm_host.REFERENCE, tflm_host.CMSIS_NN]
 
 
-@pytest.fixture(scope="module")
-def runner():
-    return tflm_host.build_runner(TREE)
+@pytest.fixture(scope="module", params=KERNELS)
+def runner(request):
+    tree, why = tflm_host.find_tflm(request.param)
+    if tree is None:
+        pytest.skip(f"real-TFLM tests with {request.param} kernels skipped: {why}")
+    return tflm_host.build_runner(tree)
 
 
 def _patched(path, tmp_path, **kw):
