@@ -23,6 +23,7 @@ class StagePlan:
     grid_cols: list
     input_shape: tuple
     scratch_bytes: int
+    workspace_bytes: int = 0   # tail of scratch_bytes reserved for CMSIS-NN (optional key)
 
     @property
     def num_patches(self) -> int:
@@ -47,6 +48,8 @@ def encode(plan: StagePlan) -> bytes:
         vec("grid_cols", plan.grid_cols)
         vec("input_shape", plan.input_shape)
         b.Int("scratch_bytes", int(plan.scratch_bytes))
+        if plan.workspace_bytes:
+            b.Int("workspace_bytes", int(plan.workspace_bytes))
         with b.Vector("layers"):
             for i, layer in enumerate(plan.layers):
                 with b.Map():
@@ -141,5 +144,6 @@ def decode(data: bytes) -> StagePlan:
         if op == PAD:
             layer.pad_value = _get(d, "pad_value", int, where)
         layers.append(layer)
+    workspace = _get(root, "workspace_bytes", int, "root") if "workspace_bytes" in root else 0
     return StagePlan(layers, _get(root, "grid_rows", list, "root"), _get(root, "grid_cols", list, "root"),
-                     input_shape, _get(root, "scratch_bytes", int, "root"))
+                     input_shape, _get(root, "scratch_bytes", int, "root"), workspace)

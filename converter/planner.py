@@ -6,7 +6,8 @@ those per-patch buffers into one scratch area (TFLM's greedy planner, over the
 layers' lifetimes inside a patch), and predicts the whole patched model's arena
 with arena.py. It keeps the plan with the lowest predicted arena whose MAC
 overhead is within the limit, or, given an SRAM budget, the cheapest plan that
-fits it.
+fits it. Planning for TFLM's CMSIS-NN kernels (kernels="cmsis_nn") reserves
+the kernel's CMSIS-NN workspace (cmsis_nn.py) at the end of the scratch area.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import copy
 import dataclasses
 from dataclasses import dataclass
 
-from . import arena
+from . import arena, cmsis_nn
 from .errors import NoGainError, PlanError
 from .graph import Graph, Op
 from .options import CUSTOM_CODE, StagePlan
@@ -66,7 +67,8 @@ def patched_graph(graph: Graph, stage: Stage, scratch_bytes: int) -> tuple:
     return g, scratch
 
 
-def evaluate(graph: Graph, stage: Stage, rows: list, cols: list, arena_before: int) -> Plan:
+def evaluate(graph: Graph, stage: Stage, rows: list, cols: list, arena_before: int,
+             kernels: str = cmsis_nn.REFERENCE) -> Plan:
     layers = copy.deepcopy(stage.layers)
     largest = [0] * len(layers)
     macs_patched = 0
@@ -88,10 +90,13 @@ def evaluate(graph: Graph, stage: Stage, rows: list, cols: list, arena_before: i
     scratch_bytes = arena.greedy_plan(buffers) if buffers else 0
     for layer, buf in zip(layers, buffers):
         layer.buffer_offset, layer.buffer_bytes = buf.offset, buf.size
+    input_shape = tuple(graph.tensors[stage.input_tensor].shape[1:])
+    workspace = cmsis_nn.workspace_bytes(layers, rows, cols, input_shape) if kernels == cmsis_nn.CMSIS_NN else 0
+    if workspace:
+        scratch_bytes = arena.align_up(scratch_bytes, cmsis_nn.WORKSPACE_ALIGNMENT) + workspace
     g, scratch = patched_graph(graph, stage, scratch_bytes)
     arena_after = arena.plan_arena(g, scratch).head_bytes
-    input_shape = graph.tensors[stage.input_tensor].shape[1:]
-    stage_plan = StagePlan(layers, list(rows), list(cols), tuple(input_shape), scratch_bytes)
+    stage_plan = StagePlan(layers, list(rows), list(cols), input_shape, scratch_bytes, workspace)
     return Plan(stage, stage_plan, macs_original, macs_patched, arena_before, arena_after)
 
 
@@ -109,7 +114,7 @@ def _grids(height: int, width: int, patches: tuple | None):
 
 
 def enumerate_plans(graph: Graph, patches: tuple | None = None, split: int | None = None,
-                    prune: bool = True) -> tuple:
+                    prune: bool = True, kernels: str = cmsis_nn.REFERENCE) -> tuple:
     """(arena of the original model, every plan evaluated). With prune, splits
     that cannot beat the original whatever the grid are skipped."""
     arena_before = arena.plan_arena(graph).head_bytes
@@ -123,7 +128,8 @@ def enumerate_plans(graph: Graph, patches: tuple | None = None, split: int | Non
             continue
         h, w = stage.layers[-1].out_shape[:2]
         for r, c in _grids(h, w, patches):
-            plans.append(evaluate(graph, stage, even_boundaries(h, r), even_boundaries(w, c), arena_before))
+            plans.append(evaluate(graph, stage, even_boundaries(h, r), even_boundaries(w, c), arena_before,
+                                  kernels))
     return arena_before, plans
 
 
@@ -138,14 +144,17 @@ def pareto_front(plans: list) -> list:
 
 def make_plan(graph: Graph, patches: tuple | None = None, split: int | None = None,
               sram_budget: int | None = None, max_mac_overhead: float | None = None,
-              require_gain: bool = True) -> Plan:
+              require_gain: bool = True, kernels: str = cmsis_nn.REFERENCE) -> Plan:
     """The best plan for the model, or PlanError / NoGainError saying why there is none.
 
     require_gain=False returns the best plan even when it does not lower the
     peak (for tests of exactness; the CLI never writes such a plan).
+    kernels: the TFLM build the model is for, cmsis_nn.REFERENCE or CMSIS_NN.
     """
+    if kernels not in cmsis_nn.KERNELS:
+        raise PlanError(f"unknown kernels {kernels!r} (choose {' or '.join(cmsis_nn.KERNELS)})")
     explicit = patches is not None or split is not None
-    arena_before, candidates = enumerate_plans(graph, patches, split, prune=require_gain)
+    arena_before, candidates = enumerate_plans(graph, patches, split, prune=require_gain, kernels=kernels)
     if not candidates:
         raise NoGainError(f"no patch plan lowers the peak memory ({arena_before} bytes): model left unchanged")
     if max_mac_overhead is not None and not explicit:

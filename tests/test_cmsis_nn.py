@@ -168,3 +168,25 @@ def test_random_stages_through_the_double_equal_tflm(spec, data, single):
     report = verify.verify(original, patched_bytes, verify.random_inputs(graph, 1, seed=spec["seed"] % 1000),
                            engines=(engine,))
     assert report.identical, report.first_difference
+
+
+@pytest.mark.parametrize("name", ["residual_add", "pooling_pad", "kernels_5x5_7x7", "mobilenetv2_035_96"])
+def test_a_plan_for_cmsis_nn_reserves_the_workspace_the_kernel_uses(name):
+    """--kernels cmsis_nn: the kernel's CMSIS-NN workspace fits the reserved tail, so the
+    op asks TFLM for exactly the planned scratch; a reference plan makes it ask for more."""
+    path = os.path.join(MODELS_DIR, f"{name}.tflite")
+    model = model_io.load_model(path)
+    graph = build_graph(model)
+    for kernels in ("cmsis_nn", "reference"):
+        plan = planner.make_plan(graph, patches=(3, 2), require_gain=False, kernels=kernels)
+        g = build_graph(model_io.parse_model(model_io.serialize_model(rewrite.rewrite_model(model, plan, "t"))))
+        op = g.ops[0]
+        inputs = verify.random_inputs(graph, 1)[0][:1] + [g.tensors[t].data for t in op.inputs[1:]]
+        got = native.run_stage(op.custom_options, inputs, g.tensors[op.outputs[0]].shape, cmsis_nn=DOUBLE)
+        assert got.tobytes() == reference.run_stage(op.custom_options, inputs).tobytes()
+        asked = native.engine_library(False, DOUBLE).tflm_patch_last_scratch_bytes()
+        if kernels == "cmsis_nn":
+            assert plan.stage_plan.workspace_bytes > 0
+            assert asked == plan.stage_plan.scratch_bytes
+        else:
+            assert plan.stage_plan.workspace_bytes == 0 and asked > plan.stage_plan.scratch_bytes

@@ -582,6 +582,14 @@ def shrink_buffer(doc):
     doc["layers"][1]["buffer_bytes"] -= 1
 
 
+def workspace_over_buffers(doc):
+    # reserve an aligned tail that the last layer buffer still reaches into
+    end = max(l["buffer_offset"] + l["buffer_bytes"] for l in doc["layers"][:-1])
+    aligned_end = -(-end // 16) * 16
+    doc["scratch_bytes"] = aligned_end + 16
+    doc["workspace_bytes"] = 32  # its start, aligned_end - 16, lies below `end`
+
+
 REJECTIONS = {
     "wrong version": (set_root(version=2), "version"),
     "missing key": (delete_key(0, "multiplier"), "missing key ('multiplier')"),
@@ -617,6 +625,14 @@ REJECTIONS = {
     "input shape mismatch": (set_root(input_shape=[12, 12, 4]), "input_shape"),
     "no layers": (set_root(layers=[]), "no layers"),
     "negative scratch": (set_root(scratch_bytes=-1), "negative size ('scratch_bytes')"),
+    "workspace beyond scratch": (lambda d: d.update(workspace_bytes=d["scratch_bytes"] + 16),
+                                 "aligned tail of scratch_bytes"),
+    "negative workspace": (set_root(workspace_bytes=-16), "aligned tail of scratch_bytes"),
+    "workspace misaligned": (lambda d: d.update(scratch_bytes=-(-d["scratch_bytes"] // 16) * 16 + 19,
+                                                workspace_bytes=16),
+                             "aligned tail of scratch_bytes"),
+    "workspace over layer buffers": (workspace_over_buffers, "outside scratch_bytes"),
+    "workspace not an integer": (set_root(workspace_bytes=[16]), "not an integer ('workspace_bytes')"),
 }
 
 

@@ -26,11 +26,12 @@ KERNELS = [tflm_host.REFERENCE, tflm_host.CMSIS_NN]
 
 
 @pytest.fixture(scope="module", params=KERNELS)
-def runner(request):
+def tflm(request):
+    """(kernels of the library, runner linked to it)."""
     tree, why = tflm_host.find_tflm(request.param)
     if tree is None:
         pytest.skip(f"real-TFLM tests with {request.param} kernels skipped: {why}")
-    return tflm_host.build_runner(tree)
+    return tree.kernels, tflm_host.build_runner(tree)
 
 
 def _patched(path, tmp_path, **kw):
@@ -43,9 +44,10 @@ def _patched(path, tmp_path, **kw):
 
 
 @pytest.mark.parametrize("path", MODELS, ids=[os.path.basename(m) for m in MODELS])
-def test_patched_model_in_tflm_gives_the_same_outputs_in_less_arena(runner, tmp_path, path):
+def test_patched_model_in_tflm_gives_the_same_outputs_in_less_arena(tflm, tmp_path, path):
+    kernels, runner = tflm
     try:
-        graph, plan, patched = _patched(path, tmp_path, max_mac_overhead=1.3)
+        graph, plan, patched = _patched(path, tmp_path, max_mac_overhead=1.3, kernels=kernels)
     except NoGainError:
         pytest.skip("no plan lowers this model's peak")
     rng = np.random.default_rng(11)
@@ -55,13 +57,15 @@ def test_patched_model_in_tflm_gives_the_same_outputs_in_less_arena(runner, tmp_
         stock = tflm_host.run_model(runner, path, x)
         ours = tflm_host.run_model(runner, patched, x)
         assert ours.outputs == stock.outputs
-    print(f"{os.path.basename(path)}: arena_used_bytes stock {stock.arena_used_bytes}, patched {ours.arena_used_bytes}")
+    print(f"{os.path.basename(path)} ({kernels}): arena_used_bytes stock {stock.arena_used_bytes}, "
+          f"patched {ours.arena_used_bytes}")
     # The planned part shrinks by exactly what the planner predicted.
     assert stock.arena_used_bytes - ours.arena_used_bytes >= (plan.arena_before - plan.arena_after) - 4096
     assert ours.arena_used_bytes < stock.arena_used_bytes
 
 
-def test_tflm_rejects_a_plan_that_does_not_match_its_tensors(runner, tmp_path):
+def test_tflm_rejects_a_plan_that_does_not_match_its_tensors(tflm, tmp_path):
+    _, runner = tflm
     from tflm_patch.converter import options
     path = os.path.join(MODELS_DIR, "residual_add.tflite")
     graph, plan, patched = _patched(path, tmp_path, patches=(2, 2))

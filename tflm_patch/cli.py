@@ -13,7 +13,7 @@ import sys
 import numpy as np
 
 from . import __version__
-from .converter import analysis, export_c, model_io, oracle, planner, rewrite
+from .converter import analysis, cmsis_nn, export_c, model_io, oracle, planner, rewrite
 from .converter import verify as verify_mod
 from .converter.errors import ModelError, TflmPatchError
 from .converter.graph import build_graph
@@ -105,8 +105,10 @@ def _summary(plan, before_peak, after_peak) -> None:
     last = stage.layers[-1]
     print(f"Stage: ops 0-{stage.split - 1} ({ops}); {_shape(plan.stage_plan.input_shape)} -> {_shape(last.out_shape)}")
     rows, cols = plan.grid
+    workspace = plan.stage_plan.workspace_bytes
     print(f"Grid: {rows}x{cols} patches (row cuts {plan.stage_plan.grid_rows}, column cuts {plan.stage_plan.grid_cols}); "
-          f"per-patch scratch {plan.stage_plan.scratch_bytes:,} bytes")
+          f"per-patch scratch {plan.stage_plan.scratch_bytes:,} bytes"
+          + (f" (of which {workspace:,} CMSIS-NN workspace)" if workspace else ""))
     cut = 100.0 * (1 - plan.arena_after / plan.arena_before)
     print(f"{'':<26}{'before':>16}{'after':>16}")
     print(f"{'arena (planned, bytes)':<26}{plan.arena_before:>16,}{plan.arena_after:>16,}   "
@@ -120,8 +122,8 @@ def cmd_convert(args) -> int:
     _require_int8_model(graph, args.model)
     if os.path.abspath(args.output) == os.path.abspath(args.model):
         raise ModelError("the output must not overwrite the input model")
-    plan = planner.make_plan(graph, patches=args.patches, split=args.split,
-                             sram_budget=args.sram_budget, max_mac_overhead=args.max_mac_overhead)
+    plan = planner.make_plan(graph, patches=args.patches, split=args.split, sram_budget=args.sram_budget,
+                             max_mac_overhead=args.max_mac_overhead, kernels=args.kernels)
     new_model = rewrite.rewrite_model(model, plan, __version__)
     new_bytes = model_io.serialize_model(new_model)
     before = analysis.analyze(graph).peak_row
@@ -210,6 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--sram-budget", type=_size, help="pick the cheapest plan whose arena fits, e.g. 96KiB")
     c.add_argument("--max-mac-overhead", type=_positive_float, default=1.3,
                    help="largest MAC ratio patched/original the search may pick (default 1.3)")
+    c.add_argument("--kernels", choices=cmsis_nn.KERNELS, default=cmsis_nn.REFERENCE,
+                   help="the TFLM build the model is for: reference kernels (default) or cmsis_nn "
+                        "(OPTIMIZED_KERNEL_DIR=cmsis_nn; reserves PATCH_STAGE's CMSIS-NN workspace in the plan)")
     c.add_argument("--verify-inputs", type=int, default=1,
                    help="random inputs to prove bit-exactness on before writing (0 skips; default 1)")
     c.set_defaults(func=cmd_convert)

@@ -224,6 +224,7 @@ def engine_library(single_rounding: bool = False, cmsis_nn=None) -> ctypes.CDLL:
                        ctypes.c_char_p, ctypes.c_size_t]
         fn.restype = ctypes.c_int
         lib.tflm_patch_single_rounding.restype = ctypes.c_int
+        lib.tflm_patch_last_scratch_bytes.restype = ctypes.c_size_t
         _loaded[key] = lib
     return _loaded[key]
 

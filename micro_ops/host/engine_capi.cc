@@ -91,6 +91,9 @@ size_t ElementCount(int32_t num_dims, const int32_t* dims) {
   return count;
 }
 
+// Host instrumentation only (the engine itself has no mutable state).
+size_t g_last_scratch_bytes = 0;
+
 }  // namespace
 
 extern "C" {
@@ -151,8 +154,11 @@ int tflm_patch_run_stage(const uint8_t* options, size_t options_bytes,
                                 scratch.data(), scratch.size(), regions.data(),
                                 plan->num_layers);
   if (!status.ok()) return Reject(status, error, error_bytes);
+  g_last_scratch_bytes = scratch_bytes;
   return TFLM_PATCH_OK;
 }
+
+size_t tflm_patch_last_scratch_bytes(void) { return g_last_scratch_bytes; }
 
 int tflm_patch_single_rounding(void) {
   return tflm_patch::UsesSingleRounding() ? 1 : 0;

@@ -44,6 +44,10 @@ int tflm_patch_run_stage(const uint8_t* options, size_t options_bytes,
                          int32_t output_ndims, const int32_t* output_dims,
                          char* error, size_t error_bytes);
 
+/* The scratch size (ValidatePlan's) of the last successful
+ * tflm_patch_run_stage in this process: what the TFLM op would request. */
+size_t tflm_patch_last_scratch_bytes(void);
+
 /* 1 if the engine was built with TFLITE_SINGLE_ROUNDING, else 0. */
 int tflm_patch_single_rounding(void);
 
