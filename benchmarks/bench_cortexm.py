@@ -1,6 +1,6 @@
 """Benchmark: stock vs patched models on a Cortex-M4 (QEMU mps2-an386, bare metal TFLM).
 
-    TFLM_ROOT=/path/to/tflite-micro python benchmarks/bench_cortexm.py [MODEL.tflite ...]
+    TFLM_ROOT=/path/to/tflite-micro python benchmarks/bench_cortexm.py [MODEL.tflite ...] [--kernels K]
 
 For every model (default: tests/models/*.tflite) the default plan of
 `tflm-patch convert` is made; the original and the patched model are
@@ -11,7 +11,9 @@ M4 and the guest instructions executed by one Invoke() (counted by our QEMU
 plugin between two marker calls around Invoke()), each with the ratio
 stock/patched, the MAC overhead of the plan, and whether the M4 outputs equal
 the host TFLM run byte for byte (`identical`), or only each other (`same on
-M4`, when the host library is not built), or not (`DIFFERENT`).
+M4`, when the host library is not built), or not (`DIFFERENT`). One table per
+Cortex-M4 library found: reference kernels and CMSIS-NN kernels (the patched
+model planned with --kernels of that library).
 """
 from __future__ import annotations
 
@@ -37,15 +39,27 @@ def main(argv=None) -> int:
     ap.add_argument("--max-mac-overhead", type=float, default=1.3)
     ap.add_argument("--invokes", type=int, default=1, help="Invoke() calls per run; all must count the same")
     ap.add_argument("--timeout", type=float, default=cortexm.DEFAULT_TIMEOUT, help="seconds per QEMU run")
+    ap.add_argument("--kernels", choices=(tflm_host.REFERENCE, tflm_host.CMSIS_NN),
+                    help="only the library with these kernels (default: every one found)")
     args = ap.parse_args(argv)
-    env, why = cortexm.find_cortexm()
-    if env is None:
-        print(f"bench_cortexm: {why}", file=sys.stderr)
-        return 2
-    tree, host_why = tflm_host.find_tflm()
-    runner = tflm_host.build_runner(tree) if tree is not None else None
     models = args.models or sorted(glob.glob(os.path.join(ROOT, "tests", "models", "*.tflite")))
-    print(f"TFLM Cortex-M4 library: {env.tree.library}")
+    ran, failures = 0, 0
+    for kernels in [args.kernels] if args.kernels else [tflm_host.REFERENCE, tflm_host.CMSIS_NN]:
+        env, why = cortexm.find_cortexm(kernels)
+        if env is None:
+            print(f"bench_cortexm ({kernels} kernels): {why}", file=sys.stderr)
+            continue
+        ran += 1
+        failures += table(env, kernels, models, args)
+        print()
+    return 2 if not ran else (1 if failures else 0)
+
+
+def table(env, kernels: str, models: list, args) -> int:
+    """Prints one table; returns the number of failed rows."""
+    tree, host_why = tflm_host.find_tflm(kernels)
+    runner = tflm_host.build_runner(tree) if tree is not None else None
+    print(f"TFLM Cortex-M4 library ({kernels} kernels): {env.tree.library}")
     print(f"board: QEMU {cortexm.BOARD} (Cortex-M4F); host check: "
           f"{tree.library if tree else 'skipped (' + host_why + ')'}")
     header = (f"{'model':<22} {'grid':>5} {'arena stock':>12} {'arena patched':>14} {'ratio':>6} "
@@ -58,7 +72,7 @@ def main(argv=None) -> int:
         model = model_io.parse_model(model_io.read_model_bytes(path), path)
         graph = build_graph(model)
         try:
-            plan = planner.make_plan(graph, max_mac_overhead=args.max_mac_overhead)
+            plan = planner.make_plan(graph, max_mac_overhead=args.max_mac_overhead, kernels=kernels)
         except NoGainError:
             print(f"{name:<22} {'-':>5}  no plan lowers the peak (left unchanged)")
             continue
@@ -92,7 +106,7 @@ def main(argv=None) -> int:
               f"{plan.mac_overhead:>5.2f}x  {verdict}")
     print("arena ratio = stock/patched (higher is better); insns = guest instructions of one Invoke(), "
           "ratio patched/stock; MACs = patched/stock")
-    return 1 if failures else 0
+    return failures
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """Level 3: original and patched models on a Cortex-M4 under QEMU (mps2-an386), bare metal.
 
 Needs arm-none-eabi-g++ (newlib), qemu-system-arm and TFLM_ROOT with TFLM's
-Cortex-M4 library (and its host library, the reference the outputs must equal
-byte for byte); skips with the reason otherwise.
+Cortex-M4 library (and its host library with the same kernels, the reference
+the outputs must equal byte for byte); skips with the reason otherwise. Runs
+for each kind of library found: reference kernels, and CMSIS-NN kernels
+(where PATCH_STAGE calls CMSIS-NN's DSP code, as TFLM's own kernels do).
 """
 import os
 
@@ -23,15 +25,20 @@ needs_board = pytest.mark.skipif(ENV is None or TREE is None,
 TIMEOUT = 120
 
 
-@pytest.fixture(scope="module")
-def runner():
-    return tflm_host.build_runner(TREE)
+@pytest.fixture(scope="module", params=[tflm_host.REFERENCE, tflm_host.CMSIS_NN])
+def board(request):
+    """(kernels, Cortex-M4 environment, host runner with the same kernels)."""
+    env, why = cortexm.find_cortexm(request.param)
+    tree, host_why = tflm_host.find_tflm(request.param)
+    if env is None or tree is None:
+        pytest.skip(f"Cortex-M4/QEMU tests with {request.param} kernels skipped: {why or host_why}")
+    return request.param, env, tflm_host.build_runner(tree)
 
 
-def _patched(path, tmp_path):
+def _patched(path, tmp_path, kernels=tflm_host.REFERENCE):
     model = model_io.load_model(path)
     graph = build_graph(model)
-    plan = planner.make_plan(graph, max_mac_overhead=1.3)
+    plan = planner.make_plan(graph, max_mac_overhead=1.3, kernels=kernels)
     out = tmp_path / "patched.tflite"
     out.write_bytes(model_io.serialize_model(rewrite.rewrite_model(model, plan, "test")))
     return graph, str(out)
@@ -51,18 +58,18 @@ def test_missing_tools_or_tflm_give_a_reason(monkeypatch, tmp_path):
     assert lib is None and "cortex-m4+fp" in why
 
 
-@needs_board
-@pytest.mark.parametrize("name", ["residual_add", "mobilenetv2_035_96"])
-def test_stock_and_patched_on_cortex_m4_equal_the_host_run(runner, tmp_path, name):
+@pytest.mark.parametrize("name", ["residual_add", "pooling_pad", "mobilenetv2_035_96"])
+def test_stock_and_patched_on_cortex_m4_equal_the_host_run(board, tmp_path, name):
+    kernels, env, runner = board
     path = os.path.join(MODELS_DIR, f"{name}.tflite")
-    graph, patched = _patched(path, tmp_path)
+    graph, patched = _patched(path, tmp_path, kernels)
     x = np.random.default_rng(5).integers(-128, 128, graph.tensors[graph.inputs[0]].shape, dtype=np.int8)
     host_stock = tflm_host.run_model(runner, path, x)
     host_patched = tflm_host.run_model(runner, patched, x)
     # Two Invoke() calls each: every one must count the same instructions.
-    m4_stock = cortexm.run_model(ENV, path, x, invokes=2, timeout=TIMEOUT)
-    m4_patched = cortexm.run_model(ENV, patched, x, invokes=2, timeout=TIMEOUT)
-    print(f"{name}: arena_used_bytes on M4 stock {m4_stock.arena_used_bytes}, patched "
+    m4_stock = cortexm.run_model(env, path, x, invokes=2, timeout=TIMEOUT)
+    m4_patched = cortexm.run_model(env, patched, x, invokes=2, timeout=TIMEOUT)
+    print(f"{name} ({kernels}): arena_used_bytes on M4 stock {m4_stock.arena_used_bytes}, patched "
           f"{m4_patched.arena_used_bytes} ({m4_stock.arena_used_bytes / m4_patched.arena_used_bytes:.2f}x); "
           f"instructions per Invoke stock {m4_stock.insns:,}, patched {m4_patched.insns:,} "
           f"({m4_patched.insns / m4_stock.insns:.2f}x)")

@@ -9,11 +9,13 @@ own (cortexm/insn_count.c, built with the host C compiler) counts the guest
 instructions executed inside Invoke(): the program calls two marker functions
 around each Invoke() and the plugin reports the instructions between them.
 
-Like the host level, TFLM is found through `TFLM_ROOT`: the library TFLM's
+Like the host level, TFLM is found through `TFLM_ROOT`: the libraries TFLM's
 Makefile builds with
 `make -f tensorflow/lite/micro/tools/make/Makefile TARGET=cortex_m_generic
-TARGET_ARCH=cortex-m4+fp OPTIMIZED_KERNEL_DIR= microlite`
-(under gen/cortex_m_generic_cortex-m4+fp*/lib/), or `TFLM_M4_LIB` names it.
+TARGET_ARCH=cortex-m4+fp OPTIMIZED_KERNEL_DIR= microlite` (reference kernels)
+or `... OPTIMIZED_KERNEL_DIR=cmsis_nn microlite` (CMSIS-NN kernels; our kernel
+is then built with -DCMSIS_NN and calls CMSIS-NN too), under
+gen/cortex_m_generic_cortex-m4+fp*/lib/, or `TFLM_M4_LIB` names one.
 `TFLM_M4_CXXFLAGS` replaces the defines used to compile against it. Tools
 come from PATH (`ARM_GXX`, `QEMU_SYSTEM_ARM` override). Everything built is
 cached in tflm_patch.native.cache_dir() by a hash of its inputs.
@@ -77,7 +79,7 @@ class CortexM:
         return shlex.split(flags) if flags else list(DEFAULT_DEFINES)
 
     def cxx_flags(self) -> list:
-        return [*ARCH_FLAGS, *CXX_FLAGS, *self.defines(), *self.tree.include_flags()]
+        return [*ARCH_FLAGS, *CXX_FLAGS, *self.defines(), *self.tree.kernel_defines(), *self.tree.include_flags()]
 
 
 @dataclass
@@ -97,13 +99,22 @@ def _which(env_var: str, name: str) -> str | None:
     return shutil.which(os.environ.get(env_var) or name)
 
 
-def find_m4_library(root: str) -> tuple:
-    """(path, None) or (None, reason)."""
+def find_m4_library(root: str, kernels: str = tflm_host.REFERENCE) -> tuple:
+    """(path, None) or (None, reason): a Cortex-M4 library with `kernels`."""
     lib = os.environ.get("TFLM_M4_LIB")
     if lib:
-        return (lib, None) if os.path.isfile(lib) else (None, f"TFLM_M4_LIB={lib} does not exist")
+        if not os.path.isfile(lib):
+            return None, f"TFLM_M4_LIB={lib} does not exist"
+        if tflm_host.library_kernels(lib) != kernels:
+            return None, f"TFLM_M4_LIB={lib} does not have {kernels} kernels"
+        return lib, None
     found = sorted(glob.glob(os.path.join(root, "gen", "cortex_m_generic_cortex-m4+fp*", "lib",
                                           "libtensorflow-microlite.a")))
+    found = [f for f in found if tflm_host.library_kernels(f) == kernels]
+    if not found and kernels == tflm_host.CMSIS_NN:
+        return None, (f"no Cortex-M4 libtensorflow-microlite.a with CMSIS-NN kernels under {root}/gen/ (build it "
+                      "with TFLM's Makefile: ... TARGET=cortex_m_generic TARGET_ARCH=cortex-m4+fp "
+                      "OPTIMIZED_KERNEL_DIR=cmsis_nn microlite)")
     if not found:
         return None, (f"no Cortex-M4 libtensorflow-microlite.a under {root}/gen/cortex_m_generic_cortex-m4+fp*/lib/ "
                       "(build it with TFLM's Makefile: make -f tensorflow/lite/micro/tools/make/Makefile "
@@ -112,8 +123,9 @@ def find_m4_library(root: str) -> tuple:
     return found[0], None
 
 
-def find_cortexm() -> tuple:
-    """(CortexM, None) or (None, the reason the Cortex-M level cannot run here)."""
+def find_cortexm(kernels: str = tflm_host.REFERENCE) -> tuple:
+    """(CortexM, None) or (None, the reason the Cortex-M level cannot run here),
+    for a TFLM library with `kernels` (tflm_host.REFERENCE or CMSIS_NN)."""
     cxx = _which("ARM_GXX", "arm-none-eabi-g++")
     if cxx is None:
         return None, ("arm-none-eabi-g++ is not installed (Debian: apt-get install gcc-arm-none-eabi "
@@ -148,12 +160,12 @@ def find_cortexm() -> tuple:
         return None, "TFLM_ROOT is not set (point it at a TFLM source tree with a built Cortex-M4 library)"
     if not os.path.isfile(os.path.join(root, "tensorflow/lite/micro/micro_interpreter.h")):
         return None, f"TFLM_ROOT={root} is not a TFLM source tree"
-    lib, why = find_m4_library(root)
+    lib, why = find_m4_library(root, kernels)
     if lib is None:
         return None, why
     if not CORTEXM_DIR.joinpath("qemu_main.cc").is_file():
         return None, f"the Cortex-M sources are not at {CORTEXM_DIR} (run from a source checkout of tflm-patch)"
-    return CortexM(cxx, cc, nm, qemu, host_cc, tflm_host.TflmTree(root, lib)), None
+    return CortexM(cxx, cc, nm, qemu, host_cc, tflm_host.TflmTree(root, lib, kernels)), None
 
 
 # ----------------------------------------------------------------------------- building
