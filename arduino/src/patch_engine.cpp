@@ -279,6 +279,18 @@ Status ReadInt(const FlexMap& map, const char* key, int32_t layer,
   return ToInt32(ref, "not an integer", key, layer, value);
 }
 
+// A key that may be absent: `*value` keeps its default then.
+Status ReadOptionalInt(const FlexMap& map, const char* key, int32_t layer,
+                       int32_t* value) {
+  FlexRef ref;
+  const FlexStatus status = FlexMapLookup(map, key, &ref);
+  if (status == FlexStatus::kNotFound) return OkStatus();
+  if (status != FlexStatus::kOk) {
+    return FlexError(status, "malformed FlexBuffer", key, layer);
+  }
+  return ToInt32(ref, "not an integer", key, layer, value);
+}
+
 Status OpenIntVector(const FlexMap& map, const char* key, int32_t layer,
                      FlexVector* vector) {
   FlexRef ref;
@@ -505,6 +517,9 @@ Status ParseOptions(const uint8_t* options, size_t options_bytes,
       ReadShape(root_map, "input_shape", -1, &plan.input_shape));
   TFLM_PATCH_RETURN_IF_ERROR(
       ReadInt(root_map, "scratch_bytes", -1, &plan.scratch_bytes));
+  plan.workspace_bytes = 0;
+  TFLM_PATCH_RETURN_IF_ERROR(
+      ReadOptionalInt(root_map, "workspace_bytes", -1, &plan.workspace_bytes));
   TFLM_PATCH_RETURN_IF_ERROR(CopyInts(root_map, "grid_rows", -1, memory,
                                       &plan.grid_rows, &plan.num_grid_rows));
   TFLM_PATCH_RETURN_IF_ERROR(CopyInts(root_map, "grid_cols", -1, memory,
@@ -862,12 +877,20 @@ bool BuffersOverlap(const LayerPlan& a, const LayerPlan& b) {
 // overlapping a buffer that is still live when they are written.
 Status ValidateBuffers(const StagePlan& plan) {
   if (plan.scratch_bytes < 0) return Error("negative size", "scratch_bytes");
+  if (plan.workspace_bytes < 0 || plan.workspace_bytes > plan.scratch_bytes ||
+      (plan.workspace_bytes > 0 &&
+       (plan.scratch_bytes - plan.workspace_bytes) %
+               static_cast<int32_t>(kCmsisWorkspaceAlignment) !=
+           0)) {
+    return Error("workspace must be an aligned tail of scratch_bytes",
+                 "workspace_bytes");
+  }
+  const int32_t buffers_end = plan.scratch_bytes - plan.workspace_bytes;
   const int32_t num_buffers = plan.num_layers - 1;
   for (int32_t i = 0; i < num_buffers; ++i) {
     const LayerPlan& layer = plan.layers[i];
     if (layer.buffer_offset < 0 || layer.buffer_bytes < 0 ||
-        int64_t{layer.buffer_offset} + layer.buffer_bytes >
-            plan.scratch_bytes) {
+        int64_t{layer.buffer_offset} + layer.buffer_bytes > buffers_end) {
       return Error("layer buffer lies outside scratch_bytes", "buffer_offset",
                    i);
     }
@@ -919,10 +942,18 @@ OutputView StageOutputView(const StagePlan& plan, int8_t* data) {
   return OutputView{data, 0, 0, out.width * out.channels, out.channels};
 }
 
-// The CMSIS-NN workspace follows the layer buffers in the scratch area.
-size_t WorkspaceOffset(const StagePlan& plan) {
+// Where the CMSIS-NN workspace starts in a scratch area of `scratch_bytes`
+// (the size ValidatePlan returned): the plan's reserved tail when it was
+// large enough, else right after the plan's scratch.
+size_t AppendedWorkspaceOffset(const StagePlan& plan) {
   return AlignUp(static_cast<size_t>(plan.scratch_bytes),
                  kCmsisWorkspaceAlignment);
+}
+
+size_t WorkspaceOffset(const StagePlan& plan, size_t scratch_bytes) {
+  return scratch_bytes > static_cast<size_t>(plan.scratch_bytes)
+             ? AppendedWorkspaceOffset(plan)
+             : static_cast<size_t>(plan.scratch_bytes - plan.workspace_bytes);
 }
 
 // Where layer `index`'s sources are read from and its output is written for
@@ -1274,8 +1305,7 @@ Status RunLayer(const StagePlan& plan, int32_t index,
 
 Status RunPatch(const StagePlan& plan, const void* const* input_data,
                 const InputView& stage_input, const OutputView& stage_output,
-                uint8_t* scratch, const Region* regions) {
-  uint8_t* workspace = scratch + WorkspaceOffset(plan);
+                uint8_t* scratch, uint8_t* workspace, const Region* regions) {
   for (int32_t i = 0; i < plan.num_layers; ++i) {
     if (IsEmpty(regions[i])) continue;
     InputView sources[kMaxLayerSources];
@@ -1388,9 +1418,10 @@ Status ValidatePlan(const StagePlan& plan, const InputTensors& inputs,
   size_t workspace_bytes = 0;
   TFLM_PATCH_RETURN_IF_ERROR(
       ValidatePatchRegions(plan, regions, &workspace_bytes));
-  *scratch_bytes = workspace_bytes > 0
-                       ? WorkspaceOffset(plan) + workspace_bytes
-                       : static_cast<size_t>(plan.scratch_bytes);
+  *scratch_bytes =
+      workspace_bytes > static_cast<size_t>(plan.workspace_bytes)
+          ? AppendedWorkspaceOffset(plan) + workspace_bytes
+          : static_cast<size_t>(plan.scratch_bytes);
   return OkStatus();
 }
 
@@ -1402,11 +1433,15 @@ Status RunStage(const StagePlan& plan, const void* const* input_data,
                                                regions, num_regions));
   const InputView stage_input = StageInputView(plan, input_data[0]);
   const OutputView stage_output = StageOutputView(plan, output);
+  uint8_t* workspace =
+      scratch != nullptr ? scratch + WorkspaceOffset(plan, scratch_bytes)
+                         : nullptr;
   for (int32_t row = 0; row + 1 < plan.num_grid_rows; ++row) {
     for (int32_t col = 0; col + 1 < plan.num_grid_cols; ++col) {
       ComputePatchRegions(plan, TileRegion(plan, row, col), regions);
       TFLM_PATCH_RETURN_IF_ERROR(RunPatch(plan, input_data, stage_input,
-                                          stage_output, scratch, regions));
+                                          stage_output, scratch, workspace,
+                                          regions));
     }
   }
   return OkStatus();

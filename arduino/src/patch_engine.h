@@ -136,6 +136,9 @@ struct StagePlan {
   const int32_t* grid_cols;
   ImageShape input_shape;
   int32_t scratch_bytes;
+  // The tail of scratch_bytes reserved for the CMSIS-NN workspace (optional
+  // key, 0 if absent); layer buffers lie before it.
+  int32_t workspace_bytes;
 };
 
 // Bytes of plan memory ParsePlan needs for these options.
@@ -206,14 +209,16 @@ class TensorDescArray final : public InputTensors {
 // no overlap with a live buffer, large enough for every patch's region).
 // `regions` is working memory of at least plan.num_layers entries.
 // On success `*scratch_bytes` is the scratch size RunStage needs: the plan's
-// scratch_bytes, plus, in a CMSIS-NN build, the CMSIS-NN workspace after it.
+// scratch_bytes; in a CMSIS-NN build whose workspace exceeds the plan's
+// reserved workspace_bytes, the workspace is appended after it instead.
 Status ValidatePlan(const StagePlan& plan, const InputTensors& inputs,
                     const TensorDesc& output, Region* regions,
                     int32_t num_regions, size_t* scratch_bytes);
 
 // Runs the stage. `input_data[i]` is op input i (0: the stage input, int8
 // NHWC; then the constants); `output` is the int8 stage output. `scratch`
-// holds at least the ValidatePlan scratch size; `regions` is working memory
+// holds exactly the ValidatePlan scratch size (`scratch_bytes`), which also
+// tells where the CMSIS-NN workspace is; `regions` is working memory
 // of at least plan.num_layers entries. Allocates nothing.
 Status RunStage(const StagePlan& plan, const void* const* input_data,
                 int32_t num_inputs, int8_t* output, uint8_t* scratch,
