@@ -41,14 +41,11 @@ def bands(layer, in_shape: tuple, in_view: tuple, region: tuple, out_view: tuple
         return None
     if _dense(*in_view, whole) and _dense(*out_view, region):
         return [(region, whole, False)]
-    out = []
-    for y in range(region[0], region[1]):
-        row = (y, y + 1, region[2], region[3])
-        need = input_region(layer, row, in_shape)
-        if is_empty(need):
-            return None
-        out.append((row, need, not _dense(*in_view, need)))
-    return out
+    rows = [(y, y + 1, region[2], region[3]) for y in range(region[0], region[1])]
+    needs = [input_region(layer, row, in_shape) for row in rows]
+    if is_empty(needs[0]) or is_empty(needs[-1]):  # only the first or last rows can be
+        return None
+    return [(row, need, not _dense(*in_view, need)) for row, need in zip(rows, needs)]
 
 
 def _leading_pad(out_begin: int, stride: int, pad: int, in_begin: int) -> int:

@@ -57,10 +57,16 @@ struct Band {
   bool staged;  // `in` is not dense in its source: copied to the workspace
 };
 
+Region RowOf(const Region& region, int32_t y) {
+  return Region{y, y + 1, region.x0, region.x1};
+}
+
 // The bands of `region`, one call of fn(band) each, while fn returns true.
-// Returns false when a band has no input inside the image (a window wholly
-// in the padding, which TFLite's SAME and VALID never produce); the layer
-// then stays with the reference arithmetic.
+// Returns false, before any call, when a band would read nothing inside the
+// image (window spans wholly in the padding, which TFLite's SAME and VALID
+// never produce): the layer then stays with the reference arithmetic. Rows
+// whose span misses the image can only be the first or the last ones, so
+// checking those two covers every row.
 template <typename Fn>
 bool ForEachWindowBand(const LayerPlan& layer, const ImageShape& in_shape,
                        const InputView& input, const Region& region,
@@ -70,11 +76,13 @@ bool ForEachWindowBand(const LayerPlan& layer, const ImageShape& in_shape,
   if (IsDense(input, whole) && IsDense(output, region)) {
     return fn(Band{region, whole, false});
   }
+  if (IsEmpty(LayerInputRegion(layer, RowOf(region, region.y0), in_shape)) ||
+      IsEmpty(LayerInputRegion(layer, RowOf(region, region.y1 - 1), in_shape))) {
+    return false;
+  }
   for (int32_t y = region.y0; y < region.y1; ++y) {
-    const Region row = {y, y + 1, region.x0, region.x1};
-    const Region in = LayerInputRegion(layer, row, in_shape);
-    if (IsEmpty(in)) return false;
-    if (!fn(Band{row, in, !IsDense(input, in)})) return false;
+    const Region in = LayerInputRegion(layer, RowOf(region, y), in_shape);
+    if (!fn(Band{RowOf(region, y), in, !IsDense(input, in)})) return false;
   }
   return true;
 }
@@ -328,21 +336,15 @@ CmsisNnResult RunLayerWithCmsisNn(const LayerPlan& layer,
                : CmsisNnResult::kFailed;
   }
   if (!IsWindowOp(layer.op)) return CmsisNnResult::kNotTaken;
-  // A layer with a band CMSIS-NN cannot take is left whole to the reference,
-  // before anything is written.
-  const bool every_band_taken = ForEachWindowBand(
-      layer, in_shape, sources[0], region, output,
-      [](const Band&) { return true; });
-  if (!every_band_taken) return CmsisNnResult::kNotTaken;
   bool ok = true;
-  ForEachWindowBand(layer, in_shape, sources[0], region, output,
-                    [&](const Band& band) {
-                      ok = RunWindowBand(layer, in_shape, sources[0], filter,
-                                         bias, band, output, workspace) ==
-                           ARM_CMSIS_NN_SUCCESS;
-                      return ok;
-                    });
-  return ok ? CmsisNnResult::kDone : CmsisNnResult::kFailed;
+  const bool taken = ForEachWindowBand(
+      layer, in_shape, sources[0], region, output, [&](const Band& band) {
+        ok = RunWindowBand(layer, in_shape, sources[0], filter, bias, band,
+                           output, workspace) == ARM_CMSIS_NN_SUCCESS;
+        return ok;
+      });
+  if (!ok) return CmsisNnResult::kFailed;
+  return taken ? CmsisNnResult::kDone : CmsisNnResult::kNotTaken;
 }
 
 }  // namespace tflm_patch
