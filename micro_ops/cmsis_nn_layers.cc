@@ -19,7 +19,9 @@ limitations under the License.
 
 #include <cstring>
 
-#if __has_include("Include/arm_nnfunctions.h")
+#if defined(TFLM_PATCH_CMSIS_NN_HEADER)
+#include TFLM_PATCH_CMSIS_NN_HEADER  // a build that names the header itself
+#elif __has_include("Include/arm_nnfunctions.h")
 #include "Include/arm_nnfunctions.h"  // TFLM's Makefile and CMake builds
 #else
 #include "third_party/cmsis_nn/Include/arm_nnfunctions.h"  // Arduino layout

@@ -2,8 +2,9 @@
 defined) computes the stage's layers with the CMSIS-NN functions TFLM's own
 cmsis_nn kernels call, patch by patch, and must still give TFLM's bytes.
 
-Always (CI): against the CMSIS-NN test double in tests/cmsis_nn_double (the
-API, the preconditions the real functions rely on, TFLite's arithmetic),
+Always (CI): against the CMSIS-NN test double in tests/cmsis_nn_double (its
+API under another header name, the preconditions the real functions rely on,
+TFLite's arithmetic),
 since CMSIS-NN is on no package registry. With a real CMSIS-NN tree
 (CMSIS_NN_ROOT, or the one TFLM's Makefile placed under TFLM_ROOT): the same
 tests on its portable C code. The real CMSIS-NN inside TFLM (host and

@@ -16,7 +16,8 @@ and with ``cmsis_nn=ROOT``: the engine's CMSIS-NN dispatch (``-DCMSIS_NN``,
 as in TFLM's ``OPTIMIZED_KERNEL_DIR=cmsis_nn`` builds) linked to the CMSIS-NN
 tree at ROOT (``Include/``, ``Source/``), compiled here with the host C
 compiler (``$CC``, default ``gcc``): the real CMSIS-NN (its portable C
-paths) or the test double in ``tests/cmsis_nn_double``.
+paths) or a stand-in with the same API under ``Include/cmsis_nn_stand_in.h``
+(the test double in ``tests/cmsis_nn_double``).
 """
 from __future__ import annotations
 
@@ -117,10 +118,23 @@ def cmsis_nn_sources(root) -> list:
                   if not p.name.endswith(("_f16.c", "_f32.c")) and p.name != "arm_nntables_flt.c")
 
 
+STAND_IN_HEADER = "cmsis_nn_stand_in.h"
+
+
+def _cmsis_nn_header(root: Path) -> str | None:
+    """The API header of a CMSIS-NN tree (or stand-in), None if it has none."""
+    for name in ("arm_nnfunctions.h", STAND_IN_HEADER):
+        if (root / "Include" / name).is_file():
+            return name
+    return None
+
+
 def cmsis_nn_flags(root, single_rounding: bool = False) -> tuple:
     """What code calling the CMSIS-NN tree at root compiles with."""
     root = Path(root)
     flags = ("-DCMSIS_NN", f"-I{root}", f"-I{root / 'Include'}")
+    if _cmsis_nn_header(root) == STAND_IN_HEADER:
+        flags += (f'-DTFLM_PATCH_CMSIS_NN_HEADER="{STAND_IN_HEADER}"',)
     return flags + (("-DCMSIS_NN_USE_SINGLE_ROUNDING",) if single_rounding else ())
 
 
@@ -128,13 +142,13 @@ def build_cmsis_nn(root, sanitize: bool = False, single_rounding: bool = False) 
     """Static library of the CMSIS-NN tree at root, cached by content and flags."""
     root = Path(root)
     sources = cmsis_nn_sources(root)
-    if not (root / "Include" / "arm_nnfunctions.h").is_file() or not sources:
+    if _cmsis_nn_header(root) is None or not sources:
         raise BuildError(f"{root} is not a CMSIS-NN tree (no Include/arm_nnfunctions.h or Source/*.c)")
     # Sanitized: AddressSanitizer only, so that a call with wrong dimensions
     # shows as a bad access, while CMSIS-NN's own shifts of negative values
     # (undefined in C, intended there) do not count against the engine.
     flags = ["-std=gnu11", "-fPIC", *(CMSIS_NN_SANITIZER_FLAGS if sanitize else ("-O2",)),
-             *cmsis_nn_flags(root, single_rounding)[1:]]
+             *(f for f in cmsis_nn_flags(root, single_rounding) if f != "-DCMSIS_NN")]
     digest = hashlib.sha256()
     for item in (_c_compiler(), *flags):
         digest.update(item.encode() + b"\0")

@@ -33,6 +33,8 @@ limitations under the License.
 // left of the layer's padding there (never more than the layer's own).
 //
 // Targets the CMSIS-NN that TFLM pins (arm_convolve_s8 with upscale_dims).
+// CMSIS-NN's header is found as TFLM's and the Arduino library's layouts
+// have it, or named by TFLM_PATCH_CMSIS_NN_HEADER (a quoted include).
 
 #ifndef TFLM_PATCH_MICRO_OPS_CMSIS_NN_LAYERS_H_
 #define TFLM_PATCH_MICRO_OPS_CMSIS_NN_LAYERS_H_

@@ -1,5 +1,5 @@
-/* The CMSIS-NN test double: see Include/arm_nnfunctions.h. */
-#include "arm_nnfunctions.h"
+/* The CMSIS-NN test double: see Include/cmsis_nn_stand_in.h. */
+#include "cmsis_nn_stand_in.h"
 
 #include <string.h>
 

@@ -1,4 +1,4 @@
-/* A test double of CMSIS-NN's int8 API, for tflm-patch's CI (CMSIS-NN is on
+/* A test double of CMSIS-NN's int8 API (CMSIS-NN's arm_nnfunctions.h declarations, under another name), for tflm-patch's CI (CMSIS-NN is on
  * no package registry). Same types and signatures as the functions the
  * PATCH_STAGE engine calls (CMSIS-NN as TFLM pins it); the arithmetic is
  * TFLite's reference arithmetic; and every function checks the preconditions
@@ -8,8 +8,8 @@
  * one fails, and fills the whole context buffer it asked for, so that a
  * workspace sized or placed wrongly shows in the outputs or under ASan.
  * Written for these tests; not CMSIS-NN's code. */
-#ifndef TFLM_PATCH_TESTS_CMSIS_NN_DOUBLE_ARM_NNFUNCTIONS_H_
-#define TFLM_PATCH_TESTS_CMSIS_NN_DOUBLE_ARM_NNFUNCTIONS_H_
+#ifndef TFLM_PATCH_TESTS_CMSIS_NN_DOUBLE_CMSIS_NN_STAND_IN_H_
+#define TFLM_PATCH_TESTS_CMSIS_NN_DOUBLE_CMSIS_NN_STAND_IN_H_
 
 #include <stdint.h>
 
