@@ -13,9 +13,9 @@ See the License for the specific language governing permissions and
 limitations under the License.
 ==============================================================================*/
 
-#include "cmsis_nn_layers.h"
-
 #if defined(CMSIS_NN)
+
+#include "cmsis_nn_layers.h"
 
 #include <cstring>
 
@@ -27,28 +27,16 @@ limitations under the License.
 #include "third_party/cmsis_nn/Include/arm_nnfunctions.h"  // Arduino layout
 #endif
 
+#include "geometry.h"
+#include "reference_layers.h"
+
 namespace tflm_patch {
 namespace {
-
-size_t AlignWorkspace(size_t bytes) {
-  return (bytes + kCmsisWorkspaceAlignment - 1) / kCmsisWorkspaceAlignment *
-         kCmsisWorkspaceAlignment;
-}
-
-int32_t Height(const Region& r) { return r.y1 - r.y0; }
-int32_t Width(const Region& r) { return r.x1 - r.x0; }
-bool IsEmpty(const Region& r) { return r.y0 >= r.y1 || r.x0 >= r.x1; }
 
 // The view's pixels in `r` lie back to back in memory (row after row).
 template <typename Element>
 bool IsDense(const ImageView<Element>& view, const Region& r) {
-  return Height(r) == 1 ||
-         (view.origin_x == r.x0 && view.width() == Width(r));
-}
-
-bool IsWindowOp(LayerOp op) {
-  return op == LayerOp::kConv2D || op == LayerOp::kDepthwiseConv2D ||
-         op == LayerOp::kMaxPool2D || op == LayerOp::kAveragePool2D;
+  return Height(r) == 1 || (view.origin_x == r.x0 && view.width() == Width(r));
 }
 
 // One CMSIS-NN call of a window layer: output rows `out` (all the region's
@@ -79,7 +67,8 @@ bool ForEachWindowBand(const LayerPlan& layer, const ImageShape& in_shape,
     return fn(Band{region, whole, false});
   }
   if (IsEmpty(LayerInputRegion(layer, RowOf(region, region.y0), in_shape)) ||
-      IsEmpty(LayerInputRegion(layer, RowOf(region, region.y1 - 1), in_shape))) {
+      IsEmpty(
+          LayerInputRegion(layer, RowOf(region, region.y1 - 1), in_shape))) {
     return false;
   }
   for (int32_t y = region.y0; y < region.y1; ++y) {
@@ -130,10 +119,10 @@ WindowCall DescribeCall(const LayerPlan& layer, const ImageShape& in_shape,
   call.bias = {1, 1, 1, out_channels};
   call.stride.h = layer.stride_height;
   call.stride.w = layer.stride_width;
-  call.padding.h = LeadingPad(band.out.y0, layer.stride_height,
-                              layer.pad_top, band.in.y0);
-  call.padding.w = LeadingPad(band.out.x0, layer.stride_width,
-                              layer.pad_left, band.in.x0);
+  call.padding.h =
+      LeadingPad(band.out.y0, layer.stride_height, layer.pad_top, band.in.y0);
+  call.padding.w =
+      LeadingPad(band.out.x0, layer.stride_width, layer.pad_left, band.in.x0);
   call.dilation.h = layer.dilation_height;
   call.dilation.w = layer.dilation_width;
   call.activation.min = layer.activation_min;
@@ -190,9 +179,8 @@ int32_t ContextBytes(const LayerPlan& layer, const WindowCall& call) {
         return arm_convolve_s8_get_buffer_size(&call.input, &call.filter);
       }
       const cmsis_nn_conv_params params = ConvParams(layer, call);
-      return arm_convolve_wrapper_s8_get_buffer_size(&params, &call.input,
-                                                     &call.filter,
-                                                     &call.output);
+      return arm_convolve_wrapper_s8_get_buffer_size(
+          &params, &call.input, &call.filter, &call.output);
     }
     case LayerOp::kDepthwiseConv2D: {
       const cmsis_nn_dw_conv_params params = DepthwiseParams(layer, call);
@@ -208,14 +196,16 @@ int32_t ContextBytes(const LayerPlan& layer, const WindowCall& call) {
 
 size_t StagingBytes(const ImageShape& in_shape, const Band& band) {
   if (!band.staged) return 0;
-  return AlignWorkspace(static_cast<size_t>(Height(band.in)) *
-                        static_cast<size_t>(Width(band.in)) *
-                        static_cast<size_t>(in_shape.channels));
+  return AlignUp(static_cast<size_t>(Height(band.in)) *
+                     static_cast<size_t>(Width(band.in)) *
+                     static_cast<size_t>(in_shape.channels),
+                 kWorkspaceAlignment);
 }
 
 size_t BandWorkspaceBytes(const LayerPlan& layer, const ImageShape& in_shape,
                           const Band& band) {
-  const int32_t context = ContextBytes(layer, DescribeCall(layer, in_shape, band));
+  const int32_t context =
+      ContextBytes(layer, DescribeCall(layer, in_shape, band));
   return StagingBytes(in_shape, band) +
          (context > 0 ? static_cast<size_t>(context) : 0);
 }
@@ -266,10 +256,9 @@ arm_cmsis_nn_status RunWindowBand(const LayerPlan& layer,
     }
     case LayerOp::kDepthwiseConv2D: {
       const cmsis_nn_dw_conv_params params = DepthwiseParams(layer, call);
-      return arm_depthwise_conv_wrapper_s8(&context, &params, &quant,
-                                           &call.input, in, &call.filter,
-                                           filter, &call.bias, bias,
-                                           &call.output, out);
+      return arm_depthwise_conv_wrapper_s8(
+          &context, &params, &quant, &call.input, in, &call.filter, filter,
+          &call.bias, bias, &call.output, out);
     }
     case LayerOp::kMaxPool2D: {
       const cmsis_nn_pool_params params = PoolParams(call);
@@ -308,65 +297,64 @@ arm_cmsis_nn_status RunAdd(const LayerPlan& layer, const InputView& input1,
   return ARM_CMSIS_NN_SUCCESS;
 }
 
-}  // namespace
-
-size_t CmsisNnWorkspaceBytes(const LayerPlan& layer, const ImageShape& in_shape,
-                             const InputView& input, const Region& region,
-                             const OutputView& output) {
-  if (!IsWindowOp(layer.op) || IsEmpty(region)) return 0;
+size_t CmsisNnWorkspaceBytes(const LayerCall& call) {
+  const LayerPlan& layer = *call.layer;
+  if (!IsWindowOp(layer.op) || IsEmpty(call.region)) return 0;
   size_t most = 0;
   const bool taken = ForEachWindowBand(
-      layer, in_shape, input, region, output, [&](const Band& band) {
-        const size_t bytes = BandWorkspaceBytes(layer, in_shape, band);
+      layer, call.input_shape, call.sources[0], call.region, call.output,
+      [&](const Band& band) {
+        const size_t bytes = BandWorkspaceBytes(layer, call.input_shape, band);
         if (bytes > most) most = bytes;
         return true;
       });
   return taken ? most : 0;
 }
 
-CmsisNnResult RunLayerWithCmsisNn(const LayerPlan& layer,
-                                  const ImageShape& in_shape,
-                                  const InputView* sources,
-                                  const int8_t* filter, const int32_t* bias,
-                                  const Region& region,
-                                  const OutputView& output,
-                                  uint8_t* workspace) {
+enum class CmsisNnResult { kNotTaken, kDone, kFailed };
+
+// Computes the call's region with CMSIS-NN. kNotTaken (nothing written)
+// when the layer does not go to CMSIS-NN; kFailed when CMSIS-NN rejected a
+// call.
+CmsisNnResult RunLayerWithCmsisNn(const LayerCall& call, uint8_t* workspace) {
+  const LayerPlan& layer = *call.layer;
   if (layer.op == LayerOp::kAdd) {
-    return RunAdd(layer, sources[0], sources[1], region, output) ==
-                   ARM_CMSIS_NN_SUCCESS
+    return RunAdd(layer, call.sources[0], call.sources[1], call.region,
+                  call.output) == ARM_CMSIS_NN_SUCCESS
                ? CmsisNnResult::kDone
                : CmsisNnResult::kFailed;
   }
   if (!IsWindowOp(layer.op)) return CmsisNnResult::kNotTaken;
   bool ok = true;
   const bool taken = ForEachWindowBand(
-      layer, in_shape, sources[0], region, output, [&](const Band& band) {
-        ok = RunWindowBand(layer, in_shape, sources[0], filter, bias, band,
-                           output, workspace) == ARM_CMSIS_NN_SUCCESS;
+      layer, call.input_shape, call.sources[0], call.region, call.output,
+      [&](const Band& band) {
+        ok = RunWindowBand(layer, call.input_shape, call.sources[0],
+                           call.filter, call.bias, band, call.output,
+                           workspace) == ARM_CMSIS_NN_SUCCESS;
         return ok;
       });
   if (!ok) return CmsisNnResult::kFailed;
   return taken ? CmsisNnResult::kDone : CmsisNnResult::kNotTaken;
 }
 
-}  // namespace tflm_patch
-
-#else  // !defined(CMSIS_NN)
-
-namespace tflm_patch {
-
-size_t CmsisNnWorkspaceBytes(const LayerPlan&, const ImageShape&,
-                             const InputView&, const Region&,
-                             const OutputView&) {
-  return 0;
+Status RunCmsisNnLayer(const LayerCall& call, uint8_t* workspace) {
+  switch (RunLayerWithCmsisNn(call, workspace)) {
+    case CmsisNnResult::kDone:
+      return OkStatus();
+    case CmsisNnResult::kFailed:
+      return ErrorStatus("CMSIS-NN rejected a layer call", nullptr, call.index);
+    case CmsisNnResult::kNotTaken:
+      break;
+  }
+  RunReferenceLayer(call);
+  return OkStatus();
 }
 
-CmsisNnResult RunLayerWithCmsisNn(const LayerPlan&, const ImageShape&,
-                                  const InputView*, const int8_t*,
-                                  const int32_t*, const Region&,
-                                  const OutputView&, uint8_t*) {
-  return CmsisNnResult::kNotTaken;
-}
+}  // namespace
+
+const LayerBackend kCmsisNnLayerBackend = {CmsisNnWorkspaceBytes,
+                                           RunCmsisNnLayer};
 
 }  // namespace tflm_patch
 

@@ -18,8 +18,9 @@ limitations under the License.
 // computes CONV_2D, DEPTHWISE_CONV_2D, MAX_POOL_2D, AVERAGE_POOL_2D and ADD
 // with the CMSIS-NN functions that TFLM's cmsis_nn kernels call, so that the
 // patched stage gives the bytes the unpatched model gives in that build, at
-// CMSIS-NN's speed. PAD, a copy, stays the engine's own. Without CMSIS_NN
-// nothing here is compiled in and the engine runs its reference arithmetic.
+// CMSIS-NN's speed. PAD, a copy, stays the reference kernel. Without CMSIS_NN
+// nothing here is compiled in: patch_stage.cc then runs the reference
+// kernels, patch_stage_cmsis_nn.cc these.
 //
 // CMSIS-NN takes dense NHWC tensors and non-negative top/left padding. A
 // patch region is computed in bands of output rows such that every call sees
@@ -38,43 +39,14 @@ limitations under the License.
 #ifndef TFLM_PATCH_MICRO_OPS_CMSIS_NN_LAYERS_H_
 #define TFLM_PATCH_MICRO_OPS_CMSIS_NN_LAYERS_H_
 
-#include <cstddef>
-#include <cstdint>
-
-#include "image_view.h"
-#include "patch_engine.h"
+#include "layer_backend.h"
 
 namespace tflm_patch {
 
-#if defined(CMSIS_NN)
-constexpr bool kUsesCmsisNn = true;
-#else
-constexpr bool kUsesCmsisNn = false;
-#endif
-
-// The workspace's alignment (CMSIS-NN context buffers hold int16/int32).
-constexpr size_t kCmsisWorkspaceAlignment = 16;
-
-// Bytes of workspace RunLayerWithCmsisNn needs to compute `region` of
-// `layer` from `input` (its first source) into `output`; only the views'
-// geometry is read. 0 when the layer does not go to CMSIS-NN.
-size_t CmsisNnWorkspaceBytes(const LayerPlan& layer, const ImageShape& in_shape,
-                             const InputView& input, const Region& region,
-                             const OutputView& output);
-
-enum class CmsisNnResult { kNotTaken, kDone, kFailed };
-
-// Computes `region` of `layer` with CMSIS-NN. kNotTaken (nothing written)
-// when the layer does not go to CMSIS-NN; kFailed when CMSIS-NN rejected a
-// call. `workspace` holds CmsisNnWorkspaceBytes for the same geometry and is
-// kCmsisWorkspaceAlignment-aligned.
-CmsisNnResult RunLayerWithCmsisNn(const LayerPlan& layer,
-                                  const ImageShape& in_shape,
-                                  const InputView* sources,
-                                  const int8_t* filter, const int32_t* bias,
-                                  const Region& region,
-                                  const OutputView& output,
-                                  uint8_t* workspace);
+// The layers on CMSIS-NN as a backend; layers and regions CMSIS-NN does not
+// take run the reference kernels (reference_layers.h). Defined only when
+// CMSIS_NN is.
+extern const LayerBackend kCmsisNnLayerBackend;
 
 }  // namespace tflm_patch
 

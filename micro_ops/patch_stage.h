@@ -19,12 +19,12 @@ limitations under the License.
 //   resolver.AddCustom(tflm_patch::kPatchStageCustomName,
 //                      tflm_patch::Register_PATCH_STAGE());
 //
-// Build patch_stage.cc, patch_engine.cc, cmsis_nn_layers.cc and
-// flexbuffer_reader.cc with the TFLM library, with the defines TFLM's own
-// kernels are built with: TFLITE_SINGLE_ROUNDING=1 exactly when TFLM has it,
-// and, for TFLM with CMSIS-NN kernels (OPTIMIZED_KERNEL_DIR=cmsis_nn), CMSIS_NN
-// and TFLM's CMSIS-NN include paths: the engine must compute like the kernels
-// it replaces.
+// Build every .cc file listed in kernel_sources.txt with the TFLM library,
+// with the defines TFLM's own kernels are built with: TFLITE_SINGLE_ROUNDING=1
+// exactly when TFLM has it, and, for TFLM with CMSIS-NN kernels
+// (OPTIMIZED_KERNEL_DIR=cmsis_nn), CMSIS_NN and TFLM's CMSIS-NN include
+// paths: the op must compute like the kernels it replaces. CMSIS_NN picks
+// the op's backend (patch_stage_cmsis_nn.cc, else patch_stage.cc).
 
 #ifndef TFLM_PATCH_MICRO_OPS_PATCH_STAGE_H_
 #define TFLM_PATCH_MICRO_OPS_PATCH_STAGE_H_

@@ -51,11 +51,11 @@ def test_sync_check_detects_drift(tmp_path):
     shutil.copytree(os.path.join(ROOT, "micro_ops"), copy / "micro_ops")
     shutil.copytree(os.path.join(ROOT, "arduino"), copy / "arduino")
     shutil.copytree(os.path.join(ROOT, "tools"), copy / "tools")
-    with open(copy / "micro_ops" / "patch_engine.cc", "a") as f:
+    with open(copy / "micro_ops" / "schedule.cc", "a") as f:
         f.write("// an edit in the source of truth\n")
     proc = subprocess.run([sys.executable, str(copy / "tools" / "sync_arduino.py"), "--check"],
                           capture_output=True, text=True)
-    assert proc.returncode == 1 and "patch_engine.cpp" in proc.stderr
+    assert proc.returncode == 1 and "schedule.cpp" in proc.stderr
 
 
 def test_examples_and_keywords():

@@ -210,7 +210,7 @@ def _cached(name: str, key: str, build) -> Path:
 
 
 def _kernel_files() -> dict:
-    root = native._source_root()  # the packaged micro_ops (or the repository's)
+    root = native.source_root()  # the packaged micro_ops (or the repository's)
     return {name: root.joinpath(name).read_bytes() for name in KERNEL_SOURCES + KERNEL_HEADERS}
 
 

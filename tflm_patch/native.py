@@ -1,6 +1,7 @@
 """Build and call the C++ PATCH_STAGE engine (micro_ops/) on the host.
 
-The engine sources ship inside the package (``tflm_patch.micro_ops``). They are
+The engine sources ship inside the package (``tflm_patch.micro_ops``), listed
+in its ``kernel_sources.txt`` (the one list of the kernel's files). They are
 compiled with the system C++ compiler (``$CXX``, default ``g++``) on first use
 and cached by a hash of sources and flags in ``$TFLM_PATCH_CACHE`` (default
 ``~/.cache/tflm-patch``):
@@ -32,11 +33,55 @@ from pathlib import Path
 
 import numpy as np
 
-# The portable kernel (what firmware compiles), without and with the TFLM op.
-ENGINE_CORE_SOURCES = ("flexbuffer_reader.cc", "patch_engine.cc", "cmsis_nn_layers.cc")
-ENGINE_CORE_HEADERS = ("flexbuffer_reader.h", "patch_engine.h", "cmsis_nn_layers.h", "image_view.h")
-KERNEL_SOURCES = ("patch_stage.cc",) + ENGINE_CORE_SOURCES
-KERNEL_HEADERS = ("patch_stage.h",) + ENGINE_CORE_HEADERS
+KERNEL_SOURCES_LIST = "kernel_sources.txt"
+
+
+def source_root():
+    """The packaged micro_ops sources, or the repository's micro_ops/ dir."""
+    try:
+        root = importlib.resources.files("tflm_patch.micro_ops")
+        if root.joinpath(KERNEL_SOURCES_LIST).is_file():
+            return root
+    except (ModuleNotFoundError, TypeError):
+        pass
+    return Path(__file__).resolve().parent.parent / "micro_ops"
+
+
+def parse_kernel_sources(text: str) -> dict:
+    """micro_ops/kernel_sources.txt as {section: (file, ...)}, in file order.
+
+    Lines are a `[section]` header, a file name (relative to micro_ops/), a
+    `#` comment or blank."""
+    sections: dict = {}
+    current = None
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            current = sections.setdefault(line[1:-1], [])
+        elif current is None:
+            raise ValueError(f"{KERNEL_SOURCES_LIST}:{number}: a file before any [section]")
+        else:
+            current.append(line)
+    return {name: tuple(files) for name, files in sections.items()}
+
+
+def _kernel_files() -> dict:
+    return parse_kernel_sources(source_root().joinpath(KERNEL_SOURCES_LIST).read_text(encoding="utf-8"))
+
+
+def _split(files) -> tuple:
+    return tuple(f for f in files if f.endswith(".cc")), tuple(f for f in files if not f.endswith(".cc"))
+
+
+# The kernel as micro_ops/kernel_sources.txt lists it: the portable engine,
+# then the TFLM op (what firmware compiles: both), then the host C API.
+_KERNEL_FILES = _kernel_files()
+ENGINE_CORE_SOURCES, ENGINE_CORE_HEADERS = _split(_KERNEL_FILES["engine"])
+_OP_SOURCES, _OP_HEADERS = _split(_KERNEL_FILES["op"])
+KERNEL_SOURCES = _OP_SOURCES + ENGINE_CORE_SOURCES
+KERNEL_HEADERS = _OP_HEADERS + ENGINE_CORE_HEADERS
 ENGINE_SOURCES = ENGINE_CORE_SOURCES + ("host/engine_capi.cc",)
 ENGINE_HEADERS = ENGINE_CORE_HEADERS + ("host/engine_capi.h",)
 DRIVER_SOURCE = "host/engine_main.cc"
@@ -65,19 +110,8 @@ class EngineCrash(RuntimeError):
     """The sanitizer build of the engine aborted: a memory or UB error."""
 
 
-def _source_root():
-    """The packaged micro_ops sources, or the repository's micro_ops/ dir."""
-    try:
-        root = importlib.resources.files("tflm_patch.micro_ops")
-        if root.joinpath("patch_engine.cc").is_file():
-            return root
-    except (ModuleNotFoundError, TypeError):
-        pass
-    return Path(__file__).resolve().parent.parent / "micro_ops"
-
-
 def _read_sources(names) -> dict:
-    root = _source_root()
+    root = source_root()
     out = {}
     for name in names:
         node = root

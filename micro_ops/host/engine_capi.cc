@@ -23,15 +23,47 @@ limitations under the License.
 #include <cstring>
 #include <vector>
 
-#include "../patch_engine.h"
+#include "../cmsis_nn_layers.h"
+#include "../integer_math.h"
+#include "../plan_parser.h"
+#include "../plan_validation.h"
+#include "../reference_layers.h"
+#include "../schedule.h"
 
 namespace {
 
 using tflm_patch::ElementType;
+using tflm_patch::InputTensors;
+using tflm_patch::LayerBackend;
 using tflm_patch::Region;
 using tflm_patch::StagePlan;
 using tflm_patch::Status;
 using tflm_patch::TensorDesc;
+
+// The layer kernels of this build, picked like the TFLM op picks them
+// (patch_stage_cmsis_nn.cc with CMSIS_NN, else patch_stage.cc).
+#if defined(CMSIS_NN)
+const LayerBackend& kBackend = tflm_patch::kCmsisNnLayerBackend;
+#else
+const LayerBackend& kBackend = tflm_patch::kReferenceLayerBackend;
+#endif
+
+// InputTensors over a plain array.
+class TensorDescArray final : public InputTensors {
+ public:
+  TensorDescArray(const TensorDesc* descs, int32_t count)
+      : descs_(descs), count_(count) {}
+  int32_t count() const override { return count_; }
+  bool Describe(int32_t index, TensorDesc* desc) const override {
+    if (index < 0 || index >= count_) return false;
+    *desc = descs_[index];
+    return true;
+  }
+
+ private:
+  const TensorDesc* descs_;
+  int32_t count_;
+};
 
 // The host refuses scratch areas larger than this (a corrupt scratch_bytes
 // must not make the test process allocate gigabytes).
@@ -140,8 +172,11 @@ int tflm_patch_run_stage(const uint8_t* options, size_t options_bytes,
   std::vector<Region> regions(static_cast<size_t>(plan->num_layers));
   size_t scratch_bytes = 0;
   status = tflm_patch::ValidatePlan(
-      *plan, tflm_patch::TensorDescArray(inputs.data(), num_inputs),
-      output_desc, regions.data(), plan->num_layers, &scratch_bytes);
+      *plan, TensorDescArray(inputs.data(), num_inputs), output_desc,
+      regions.data(), plan->num_layers);
+  if (!status.ok()) return Reject(status, error, error_bytes);
+  status = tflm_patch::ComputeScratchBytes(*plan, kBackend, regions.data(),
+                                           plan->num_layers, &scratch_bytes);
   if (!status.ok()) return Reject(status, error, error_bytes);
   if (scratch_bytes > kMaxHostScratchBytes) {
     WriteError(error, error_bytes, "host API: scratch_bytes too large");
@@ -150,7 +185,7 @@ int tflm_patch_run_stage(const uint8_t* options, size_t options_bytes,
 
   std::vector<uint8_t> scratch(scratch_bytes, kFillPattern);
   std::memset(output, kFillPattern, ElementCount(output_ndims, output_dims));
-  status = tflm_patch::RunStage(*plan, input_data, num_inputs, output,
+  status = tflm_patch::RunStage(*plan, kBackend, input_data, num_inputs, output,
                                 scratch.data(), scratch.size(), regions.data(),
                                 plan->num_layers);
   if (!status.ok()) return Reject(status, error, error_bytes);
@@ -161,7 +196,7 @@ int tflm_patch_run_stage(const uint8_t* options, size_t options_bytes,
 size_t tflm_patch_last_scratch_bytes(void) { return g_last_scratch_bytes; }
 
 int tflm_patch_single_rounding(void) {
-  return tflm_patch::UsesSingleRounding() ? 1 : 0;
+  return tflm_patch::kUsesSingleRounding ? 1 : 0;
 }
 
 }  // extern "C"

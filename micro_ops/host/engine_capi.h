@@ -44,7 +44,7 @@ int tflm_patch_run_stage(const uint8_t* options, size_t options_bytes,
                          int32_t output_ndims, const int32_t* output_dims,
                          char* error, size_t error_bytes);
 
-/* The scratch size (ValidatePlan's) of the last successful
+/* The scratch size (ComputeScratchBytes's) of the last successful
  * tflm_patch_run_stage in this process: what the TFLM op would request. */
 size_t tflm_patch_last_scratch_bytes(void);
 

@@ -1,0 +1,386 @@
+// Generated from micro_ops/plan_parser.cc by tools/sync_arduino.py: edit micro_ops/, not this file.
+/* Copyright 2025 The tflm-patch Authors. All Rights Reserved.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+==============================================================================*/
+
+#include "plan_parser.h"
+
+#include <new>
+
+#include "flexbuffer_reader.h"
+#include "geometry.h"
+
+namespace tflm_patch {
+namespace {
+
+constexpr int32_t kMaxLayers = 1024;
+
+// A bump allocator over the caller's plan memory. With no memory it only
+// counts, so that sizing and parsing run the same code.
+class PlanMemory {
+ public:
+  PlanMemory(uint8_t* base, size_t capacity)
+      : base_(base), capacity_(capacity) {}
+
+  template <typename T>
+  T* AllocateArray(size_t count) {
+    const size_t start = AlignUp(used_, kPlanMemoryAlignment);
+    if (start < used_ || count > (SIZE_MAX - start) / sizeof(T)) {
+      failed_ = true;
+      return nullptr;
+    }
+    used_ = start + count * sizeof(T);
+    if (base_ == nullptr) return nullptr;
+    if (used_ > capacity_) {
+      failed_ = true;
+      return nullptr;
+    }
+    return reinterpret_cast<T*>(base_ + start);
+  }
+
+  bool counting() const { return base_ == nullptr; }
+  bool failed() const { return failed_; }
+  size_t used() const { return used_; }
+
+ private:
+  uint8_t* base_;
+  size_t capacity_;
+  size_t used_ = 0;
+  bool failed_ = false;
+};
+
+Status FlexError(FlexStatus status, const char* wrong_type_message,
+                 const char* key, int32_t layer) {
+  switch (status) {
+    case FlexStatus::kNotFound:
+      return ErrorStatus("missing key", key, layer);
+    case FlexStatus::kWrongType:
+      return ErrorStatus(wrong_type_message, key, layer);
+    case FlexStatus::kOutOfRange:
+      return ErrorStatus("integer out of range", key, layer);
+    default:
+      return ErrorStatus("malformed FlexBuffer", key, layer);
+  }
+}
+
+Status FindKey(const FlexMap& map, const char* key, int32_t layer,
+               FlexRef* value) {
+  const FlexStatus status = FlexMapLookup(map, key, value);
+  if (status != FlexStatus::kOk) {
+    return FlexError(status, "malformed FlexBuffer", key, layer);
+  }
+  return OkStatus();
+}
+
+Status ToInt32(const FlexRef& ref, const char* wrong_type_message,
+               const char* key, int32_t layer, int32_t* value) {
+  int64_t wide = 0;
+  const FlexStatus status = FlexReadInt64(ref, &wide);
+  if (status != FlexStatus::kOk) {
+    return FlexError(status, wrong_type_message, key, layer);
+  }
+  if (wide < INT32_MIN || wide > INT32_MAX) {
+    return ErrorStatus("integer does not fit int32", key, layer);
+  }
+  *value = static_cast<int32_t>(wide);
+  return OkStatus();
+}
+
+Status ReadInt(const FlexMap& map, const char* key, int32_t layer,
+               int32_t* value) {
+  FlexRef ref;
+  TFLM_PATCH_RETURN_IF_ERROR(FindKey(map, key, layer, &ref));
+  return ToInt32(ref, "not an integer", key, layer, value);
+}
+
+// A key that may be absent: `*value` keeps its default then.
+Status ReadOptionalInt(const FlexMap& map, const char* key, int32_t layer,
+                       int32_t* value) {
+  FlexRef ref;
+  const FlexStatus status = FlexMapLookup(map, key, &ref);
+  if (status == FlexStatus::kNotFound) return OkStatus();
+  if (status != FlexStatus::kOk) {
+    return FlexError(status, "malformed FlexBuffer", key, layer);
+  }
+  return ToInt32(ref, "not an integer", key, layer, value);
+}
+
+Status OpenIntVector(const FlexMap& map, const char* key, int32_t layer,
+                     FlexVector* vector) {
+  FlexRef ref;
+  TFLM_PATCH_RETURN_IF_ERROR(FindKey(map, key, layer, &ref));
+  const FlexStatus status = FlexReadVector(ref, vector);
+  if (status != FlexStatus::kOk) {
+    return FlexError(status, "not a vector of integers", key, layer);
+  }
+  return OkStatus();
+}
+
+Status ReadIntElement(const FlexVector& vector, size_t index, const char* key,
+                      int32_t layer, int32_t* value) {
+  FlexRef element;
+  const FlexStatus status = FlexVectorElement(vector, index, &element);
+  if (status != FlexStatus::kOk) {
+    return FlexError(status, "not a vector of integers", key, layer);
+  }
+  return ToInt32(element, "not a vector of integers", key, layer, value);
+}
+
+// A vector of exactly `length` ints into `values`.
+Status ReadFixedInts(const FlexMap& map, const char* key, int32_t layer,
+                     size_t length, int32_t* values) {
+  FlexVector vector;
+  TFLM_PATCH_RETURN_IF_ERROR(OpenIntVector(map, key, layer, &vector));
+  if (vector.length != length) {
+    return ErrorStatus("vector has the wrong length", key, layer);
+  }
+  for (size_t i = 0; i < length; ++i) {
+    TFLM_PATCH_RETURN_IF_ERROR(
+        ReadIntElement(vector, i, key, layer, &values[i]));
+  }
+  return OkStatus();
+}
+
+// A vector of any length, copied into plan memory (nothing is copied when
+// the memory only counts; the values are checked either way).
+Status CopyInts(const FlexMap& map, const char* key, int32_t layer,
+                PlanMemory* memory, const int32_t** values, int32_t* count) {
+  FlexVector vector;
+  TFLM_PATCH_RETURN_IF_ERROR(OpenIntVector(map, key, layer, &vector));
+  if (vector.length > static_cast<size_t>(INT32_MAX)) {
+    return ErrorStatus("vector too long", key, layer);
+  }
+  int32_t* copy = memory->AllocateArray<int32_t>(vector.length);
+  for (size_t i = 0; i < vector.length; ++i) {
+    int32_t value = 0;
+    TFLM_PATCH_RETURN_IF_ERROR(ReadIntElement(vector, i, key, layer, &value));
+    if (copy != nullptr) copy[i] = value;
+  }
+  *values = copy;
+  *count = static_cast<int32_t>(vector.length);
+  return OkStatus();
+}
+
+Status ReadShape(const FlexMap& map, const char* key, int32_t layer,
+                 ImageShape* shape) {
+  int32_t dims[3];
+  TFLM_PATCH_RETURN_IF_ERROR(ReadFixedInts(map, key, layer, 3, dims));
+  *shape = ImageShape{dims[0], dims[1], dims[2]};
+  return OkStatus();
+}
+
+LayerPlan DefaultLayer() {
+  LayerPlan layer = {};
+  layer.sources[0] = layer.sources[1] = kStageInputSource;
+  layer.filter_input = -1;
+  layer.bias_input = -1;
+  layer.kernel_height = layer.kernel_width = 1;
+  layer.stride_height = layer.stride_width = 1;
+  layer.dilation_height = layer.dilation_width = 1;
+  layer.depth_multiplier = 1;
+  layer.activation_min = kInt8Min;
+  layer.activation_max = kInt8Max;
+  layer.output_multiplier = nullptr;
+  layer.output_shift = nullptr;
+  return layer;
+}
+
+Status ReadPadding(const FlexMap& map, int32_t index, LayerPlan* layer) {
+  int32_t padding[4];
+  TFLM_PATCH_RETURN_IF_ERROR(ReadFixedInts(map, "padding", index, 4, padding));
+  layer->pad_top = padding[0];
+  layer->pad_left = padding[1];
+  layer->pad_bottom = padding[2];
+  layer->pad_right = padding[3];
+  return OkStatus();
+}
+
+Status ReadPair(const FlexMap& map, const char* key, int32_t index,
+                int32_t* first, int32_t* second) {
+  int32_t pair[2];
+  TFLM_PATCH_RETURN_IF_ERROR(ReadFixedInts(map, key, index, 2, pair));
+  *first = pair[0];
+  *second = pair[1];
+  return OkStatus();
+}
+
+Status ReadWindowKeys(const FlexMap& map, int32_t index, LayerPlan* layer) {
+  TFLM_PATCH_RETURN_IF_ERROR(ReadPair(
+      map, "kernel", index, &layer->kernel_height, &layer->kernel_width));
+  TFLM_PATCH_RETURN_IF_ERROR(ReadPair(
+      map, "stride", index, &layer->stride_height, &layer->stride_width));
+  return ReadPadding(map, index, layer);
+}
+
+Status ReadFilterKeys(const FlexMap& map, int32_t index, PlanMemory* memory,
+                      LayerPlan* layer) {
+  TFLM_PATCH_RETURN_IF_ERROR(ReadPair(
+      map, "dilation", index, &layer->dilation_height, &layer->dilation_width));
+  TFLM_PATCH_RETURN_IF_ERROR(
+      ReadInt(map, "filter", index, &layer->filter_input));
+  TFLM_PATCH_RETURN_IF_ERROR(ReadInt(map, "bias", index, &layer->bias_input));
+  int32_t num_shifts = 0;
+  TFLM_PATCH_RETURN_IF_ERROR(CopyInts(map, "multiplier", index, memory,
+                                      &layer->output_multiplier,
+                                      &layer->num_channel_params));
+  TFLM_PATCH_RETURN_IF_ERROR(
+      CopyInts(map, "shift", index, memory, &layer->output_shift, &num_shifts));
+  if (num_shifts != layer->num_channel_params) {
+    return ErrorStatus("multiplier and shift have different lengths", "shift",
+                       index);
+  }
+  return OkStatus();
+}
+
+Status ParseLayer(const FlexMap& map, int32_t index, bool is_last,
+                  PlanMemory* memory, LayerPlan* layer) {
+  *layer = DefaultLayer();
+  int32_t op = 0;
+  TFLM_PATCH_RETURN_IF_ERROR(ReadInt(map, "op", index, &op));
+  if (op < static_cast<int32_t>(LayerOp::kConv2D) ||
+      op > static_cast<int32_t>(LayerOp::kAveragePool2D)) {
+    return ErrorStatus("unknown layer op", "op", index);
+  }
+  layer->op = static_cast<LayerOp>(op);
+  layer->num_sources = layer->op == LayerOp::kAdd ? 2 : 1;
+  TFLM_PATCH_RETURN_IF_ERROR(
+      ReadFixedInts(map, "inputs", index, layer->num_sources, layer->sources));
+  TFLM_PATCH_RETURN_IF_ERROR(
+      ReadShape(map, "out_shape", index, &layer->output_shape));
+  if (!is_last) {
+    TFLM_PATCH_RETURN_IF_ERROR(
+        ReadInt(map, "buffer_offset", index, &layer->buffer_offset));
+    TFLM_PATCH_RETURN_IF_ERROR(
+        ReadInt(map, "buffer_bytes", index, &layer->buffer_bytes));
+  }
+  TFLM_PATCH_RETURN_IF_ERROR(ReadFixedInts(
+      map, "in_zp", index, layer->num_sources, layer->input_zero_point));
+  TFLM_PATCH_RETURN_IF_ERROR(
+      ReadInt(map, "out_zp", index, &layer->output_zero_point));
+  if (layer->op == LayerOp::kPad) {
+    TFLM_PATCH_RETURN_IF_ERROR(ReadPadding(map, index, layer));
+    return ReadInt(map, "pad_value", index, &layer->pad_value);
+  }
+  TFLM_PATCH_RETURN_IF_ERROR(ReadPair(map, "act", index, &layer->activation_min,
+                                      &layer->activation_max));
+  if (IsWindowOp(layer->op)) {
+    TFLM_PATCH_RETURN_IF_ERROR(ReadWindowKeys(map, index, layer));
+  }
+  if (HasFilter(layer->op)) {
+    TFLM_PATCH_RETURN_IF_ERROR(ReadFilterKeys(map, index, memory, layer));
+  }
+  if (layer->op == LayerOp::kDepthwiseConv2D) {
+    TFLM_PATCH_RETURN_IF_ERROR(
+        ReadInt(map, "depth_multiplier", index, &layer->depth_multiplier));
+  }
+  if (layer->op == LayerOp::kAdd) {
+    int32_t p[kAddParamCount];
+    TFLM_PATCH_RETURN_IF_ERROR(
+        ReadFixedInts(map, "add_params", index, kAddParamCount, p));
+    layer->add = AddParams{p[0], p[1], p[2], p[3], p[4], p[5], p[6]};
+  }
+  return OkStatus();
+}
+
+Status ParseLayers(const FlexMap& root, PlanMemory* memory, StagePlan* plan) {
+  FlexRef ref;
+  TFLM_PATCH_RETURN_IF_ERROR(FindKey(root, "layers", -1, &ref));
+  FlexVector vector;
+  if (FlexReadVector(ref, &vector) != FlexStatus::kOk ||
+      !vector.has_type_table) {
+    return ErrorStatus("not a vector of maps", "layers");
+  }
+  if (vector.length == 0) return ErrorStatus("no layers", "layers");
+  if (vector.length > static_cast<size_t>(kMaxLayers)) {
+    return ErrorStatus("too many layers", "layers");
+  }
+  const int32_t num_layers = static_cast<int32_t>(vector.length);
+  LayerPlan* layers = memory->AllocateArray<LayerPlan>(vector.length);
+  for (int32_t i = 0; i < num_layers; ++i) {
+    FlexRef element;
+    FlexMap layer_map;
+    if (FlexVectorElement(vector, static_cast<size_t>(i), &element) !=
+            FlexStatus::kOk ||
+        FlexReadMap(element, &layer_map) != FlexStatus::kOk) {
+      return ErrorStatus("layer is not a map", "layers", i);
+    }
+    LayerPlan layer;
+    TFLM_PATCH_RETURN_IF_ERROR(
+        ParseLayer(layer_map, i, i == num_layers - 1, memory, &layer));
+    if (layers != nullptr) new (&layers[i]) LayerPlan(layer);
+  }
+  plan->layers = layers;
+  plan->num_layers = num_layers;
+  return OkStatus();
+}
+
+Status ParseOptions(const uint8_t* options, size_t options_bytes,
+                    PlanMemory* memory, const StagePlan** plan_out) {
+  FlexRef root;
+  FlexMap root_map;
+  if (FlexGetRoot(options, options_bytes, &root) != FlexStatus::kOk ||
+      FlexReadMap(root, &root_map) != FlexStatus::kOk) {
+    return ErrorStatus("options are not a FlexBuffer map");
+  }
+  int32_t version = 0;
+  TFLM_PATCH_RETURN_IF_ERROR(ReadInt(root_map, "version", -1, &version));
+  if (version != kPatchStageFormatVersion) {
+    return ErrorStatus("unsupported options format version", "version");
+  }
+  StagePlan plan = {};
+  TFLM_PATCH_RETURN_IF_ERROR(
+      ReadShape(root_map, "input_shape", -1, &plan.input_shape));
+  TFLM_PATCH_RETURN_IF_ERROR(
+      ReadInt(root_map, "scratch_bytes", -1, &plan.scratch_bytes));
+  plan.workspace_bytes = 0;
+  TFLM_PATCH_RETURN_IF_ERROR(
+      ReadOptionalInt(root_map, "workspace_bytes", -1, &plan.workspace_bytes));
+  TFLM_PATCH_RETURN_IF_ERROR(CopyInts(root_map, "grid_rows", -1, memory,
+                                      &plan.grid_rows, &plan.num_grid_rows));
+  TFLM_PATCH_RETURN_IF_ERROR(CopyInts(root_map, "grid_cols", -1, memory,
+                                      &plan.grid_cols, &plan.num_grid_cols));
+  TFLM_PATCH_RETURN_IF_ERROR(ParseLayers(root_map, memory, &plan));
+  StagePlan* stored = memory->AllocateArray<StagePlan>(1);
+  if (memory->failed()) return ErrorStatus("plan memory too small");
+  if (stored != nullptr) {
+    new (stored) StagePlan(plan);
+    *plan_out = stored;
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
+Status ComputePlanMemoryBytes(const uint8_t* options, size_t options_bytes,
+                              size_t* plan_memory_bytes) {
+  PlanMemory counter(nullptr, 0);
+  const StagePlan* unused = nullptr;
+  TFLM_PATCH_RETURN_IF_ERROR(
+      ParseOptions(options, options_bytes, &counter, &unused));
+  *plan_memory_bytes = AlignUp(counter.used(), kPlanMemoryAlignment);
+  return OkStatus();
+}
+
+Status ParsePlan(const uint8_t* options, size_t options_bytes,
+                 void* plan_memory, size_t plan_memory_bytes,
+                 const StagePlan** plan) {
+  if (plan_memory == nullptr ||
+      reinterpret_cast<uintptr_t>(plan_memory) % kPlanMemoryAlignment != 0) {
+    return ErrorStatus("plan memory missing or misaligned");
+  }
+  PlanMemory memory(static_cast<uint8_t*>(plan_memory), plan_memory_bytes);
+  return ParseOptions(options, options_bytes, &memory, plan);
+}
+
+}  // namespace tflm_patch

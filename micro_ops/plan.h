@@ -1,0 +1,134 @@
+/* Copyright 2025 The tflm-patch Authors. All Rights Reserved.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+==============================================================================*/
+
+// A stage plan: what the PATCH_STAGE options describe
+// (docs/patch_stage_format.md), as plan_parser.h produces it. Plain types,
+// read by the validation, the schedule and the layer kernels.
+
+#ifndef TFLM_PATCH_MICRO_OPS_PLAN_H_
+#define TFLM_PATCH_MICRO_OPS_PLAN_H_
+
+#include <cstddef>
+#include <cstdint>
+
+namespace tflm_patch {
+
+constexpr int32_t kPatchStageFormatVersion = 1;
+constexpr int32_t kStageInputSource = -1;  // a layer source: the stage input
+constexpr int kMaxLayerSources = 2;        // ADD has two, the others one
+constexpr int kAddParamCount = 7;
+constexpr int32_t kInt8Min = -128;
+constexpr int32_t kInt8Max = 127;
+// The alignment of the layer-kernel workspace in the scratch area (the
+// CMSIS-NN context buffers hold int16/int32): a plan's workspace_bytes is a
+// tail of scratch_bytes starting at a multiple of it.
+constexpr size_t kWorkspaceAlignment = 16;
+
+enum class LayerOp : int32_t {
+  kConv2D = 0,
+  kDepthwiseConv2D = 1,
+  kAdd = 2,
+  kPad = 3,
+  kMaxPool2D = 4,
+  kAveragePool2D = 5,
+};
+
+// An H x W x C image (batch 1).
+struct ImageShape {
+  int32_t height;
+  int32_t width;
+  int32_t channels;
+};
+
+// ADD's quantization, in the `add_params` order of the options.
+struct AddParams {
+  int32_t left_shift;
+  int32_t input1_multiplier;
+  int32_t input1_shift;
+  int32_t input2_multiplier;
+  int32_t input2_shift;
+  int32_t output_multiplier;
+  int32_t output_shift;
+};
+
+// One layer of the stage, as the options describe it. Fields an op does not
+// use keep neutral values (stride/dilation/kernel 1, padding 0, index -1).
+struct LayerPlan {
+  LayerOp op;
+  int32_t num_sources;
+  int32_t sources[kMaxLayerSources];  // kStageInputSource or an earlier layer
+  ImageShape output_shape;
+  int32_t buffer_offset;  // in the scratch area; unused by the last layer
+  int32_t buffer_bytes;
+  int32_t filter_input;  // op input index of the int8 filter, -1 if none
+  int32_t bias_input;    // op input index of the int32 bias, -1 if none
+  int32_t kernel_height;
+  int32_t kernel_width;
+  int32_t stride_height;
+  int32_t stride_width;
+  int32_t dilation_height;
+  int32_t dilation_width;
+  int32_t pad_top;
+  int32_t pad_left;
+  int32_t pad_bottom;
+  int32_t pad_right;
+  int32_t depth_multiplier;
+  int32_t input_zero_point[kMaxLayerSources];
+  int32_t output_zero_point;
+  int32_t activation_min;
+  int32_t activation_max;
+  int32_t num_channel_params;        // entries of the two arrays below
+  const int32_t* output_multiplier;  // per output channel (conv, dw)
+  const int32_t* output_shift;       // per output channel, positive = left
+  AddParams add;
+  int32_t pad_value;
+};
+
+// The parsed options. Everything lives in the caller's plan memory; nothing
+// points into the options buffer.
+struct StagePlan {
+  int32_t num_layers;
+  const LayerPlan* layers;
+  int32_t num_grid_rows;  // row boundaries: num_grid_rows - 1 tile rows
+  const int32_t* grid_rows;
+  int32_t num_grid_cols;
+  const int32_t* grid_cols;
+  ImageShape input_shape;
+  int32_t scratch_bytes;
+  // The tail of scratch_bytes reserved for the layer-kernel (CMSIS-NN)
+  // workspace (optional key, 0 if absent); layer buffers lie before it.
+  int32_t workspace_bytes;
+};
+
+// Ops that slide a window over their input (kernel, stride, padding).
+inline bool IsWindowOp(LayerOp op) {
+  return op == LayerOp::kConv2D || op == LayerOp::kDepthwiseConv2D ||
+         op == LayerOp::kMaxPool2D || op == LayerOp::kAveragePool2D;
+}
+
+// Ops with an int8 filter and an int32 bias among the op's inputs.
+inline bool HasFilter(LayerOp op) {
+  return op == LayerOp::kConv2D || op == LayerOp::kDepthwiseConv2D;
+}
+
+// The image a layer source names: the stage input or an earlier layer's.
+inline ImageShape SourceShape(const StagePlan& plan, int32_t source) {
+  return source == kStageInputSource ? plan.input_shape
+                                     : plan.layers[source].output_shape;
+}
+
+}  // namespace tflm_patch
+
+#endif  // TFLM_PATCH_MICRO_OPS_PLAN_H_
