@@ -6,6 +6,7 @@ import numpy as np
 from tflm_patch.converter import analysis, model_io, planner, rewrite
 from tflm_patch.converter.graph import build_graph
 from tflm_patch.converter.options import CUSTOM_CODE, decode
+from tflm_patch.converter.schema import schema
 
 from .conftest import run_cli
 
@@ -60,14 +61,34 @@ def test_unused_buffers_and_opcodes_are_dropped(small_model_bytes):
     assert len(new_model.operatorCodes) == 2
 
 
+def _buffer_data_offsets(model_bytes):
+    """(buffer index, file offset of its data, its bytes) for every non-empty buffer,
+    read from the flatbuffer itself: Model.buffers[i].data is a [ubyte] vector."""
+    root = schema.Model.GetRootAs(model_bytes, 0)
+    found = []
+    for i in range(root.BuffersLength()):
+        buf = root.Buffers(i)
+        assert buf.Offset() == 0, "buffer data outside the flatbuffer"
+        if buf.DataLength() == 0:
+            continue
+        field = buf._tab.Offset(4)  # vtable slot of `data`
+        start = buf._tab.Vector(field)  # where the vector's first element lies
+        found.append((i, start, bytes(model_bytes[start:start + buf.DataLength()])))
+    return found
+
+
 def test_weights_are_16_byte_aligned_in_the_file(small_model_bytes):
     _, _, _, new_bytes = _plan_and_rewrite(small_model_bytes, patches=(2, 2), split=3)
     new_model = model_io.parse_model(new_bytes)
-    for buf in new_model.buffers:
-        if buf.data is not None and len(buf.data) > 0:
-            raw = np.asarray(buf.data, dtype=np.uint8).tobytes()
-            pos = new_bytes.find(raw)
-            assert pos >= 0 and pos % 16 == 0
+    located = _buffer_data_offsets(new_bytes)
+    non_empty = [i for i, b in enumerate(new_model.buffers) if b.data is not None and len(b.data) > 0]
+    assert [i for i, _, _ in located] == non_empty
+    weights = {t.buffer for t in new_model.subgraphs[0].tensors if t.buffer != 0}
+    assert weights <= set(non_empty)
+    for i, start, data in located:
+        # the offset located is that buffer's: its bytes are the ones the model holds
+        assert data == np.asarray(new_model.buffers[i].data, dtype=np.uint8).tobytes()
+        assert start % 16 == 0, f"buffer {i} starts at {start}"
 
 
 def test_prediction_of_the_written_model_equals_the_plan(small_model_bytes):
