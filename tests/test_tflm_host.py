@@ -58,9 +58,23 @@ def test_patched_model_in_tflm_gives_the_same_outputs_in_less_arena(tflm, tmp_pa
         ours = tflm_host.run_model(runner, patched, x)
         assert ours.outputs == stock.outputs
     print(f"{os.path.basename(path)} ({kernels}): arena_used_bytes stock {stock.arena_used_bytes}, "
-          f"patched {ours.arena_used_bytes}")
-    # The planned part shrinks by exactly what the planner predicted.
-    assert stock.arena_used_bytes - ours.arena_used_bytes >= (plan.arena_before - plan.arena_after) - 4096
+          f"patched {ours.arena_used_bytes}; planned head stock {stock.arena_head_bytes}, "
+          f"patched {ours.arena_head_bytes}, predicted {plan.arena_before} -> {plan.arena_after}")
+    # arena_used_bytes is TFLM's planned head (tensors and scratch buffers) plus its
+    # persistent tail. The converter predicts the head, before and after, by replaying
+    # TFLM's planner with the scratch buffers TFLM's reference kernels request.
+    if kernels == tflm_host.REFERENCE:
+        assert stock.arena_head_bytes == plan.arena_before
+        assert ours.arena_head_bytes == plan.arena_after
+    else:
+        # TFLM's CMSIS-NN kernels request scratch buffers of their own in Prepare
+        # (im2col and context buffers: arm_*_get_buffer_size, sized by the CMSIS-NN
+        # version and the target's DSP/MVE features) for the ops outside the stage as
+        # well, which the converter's replay of the reference kernels does not know:
+        # the head is then predicted only as far as those requests leave it alone.
+        assert stock.arena_head_bytes >= plan.arena_before
+        assert ours.arena_head_bytes >= plan.arena_after
+        assert ours.arena_head_bytes < stock.arena_head_bytes
     assert ours.arena_used_bytes < stock.arena_used_bytes
 
 

@@ -114,8 +114,10 @@ def build_runner(tree: TflmTree) -> str:
 @dataclass
 class TflmRun:
     outputs: bytes
-    arena_used_bytes: int
+    arena_used_bytes: int  # interpreter.arena_used_bytes(): head + tail
     invoke_us: float
+    arena_head_bytes: int  # the planned part: tensors and scratch buffers
+    arena_tail_bytes: int  # the persistent part
 
 
 def run_model(runner: str, model_path: str, input_array: np.ndarray, repeats: int = 1) -> TflmRun:
@@ -128,4 +130,5 @@ def run_model(runner: str, model_path: str, input_array: np.ndarray, repeats: in
             raise RuntimeError(f"TFLM runner failed on {model_path}: {(proc.stderr or proc.stdout).strip()}")
         values = dict(line.split("=", 1) for line in proc.stdout.split() if "=" in line)
         with open(out, "rb") as f:
-            return TflmRun(f.read(), int(values["arena_used_bytes"]), float(values["invoke_us"]))
+            return TflmRun(f.read(), int(values["arena_used_bytes"]), float(values["invoke_us"]),
+                           int(values["arena_head_bytes"]), int(values["arena_tail_bytes"]))

@@ -4,8 +4,9 @@
 //
 // Reads MODEL (.tflite) and INPUT (raw bytes of input 0), runs the model in
 // tflite::MicroInterpreter, writes the raw bytes of every output, one after the
-// other, to OUTPUT, and prints `arena_used_bytes=N` and `invoke_us=T` (mean
-// over REPEATS invocations, default 1). Built from our sources only and linked
+// other, to OUTPUT, and prints `arena_used_bytes=N` (with its two parts,
+// `arena_head_bytes` and `arena_tail_bytes`) and `invoke_us=T` (mean over
+// REPEATS invocations, default 1). Built from our sources only and linked
 // against the user's libtensorflow-microlite.a.
 #include <chrono>
 #include <cstdio>
@@ -13,7 +14,12 @@
 #include <cstring>
 #include <vector>
 
+#include <new>
+
 #include "patch_stage.h"
+#include "tensorflow/lite/micro/arena_allocator/single_arena_buffer_allocator.h"
+#include "tensorflow/lite/micro/memory_planner/greedy_memory_planner.h"
+#include "tensorflow/lite/micro/micro_allocator.h"
 #include "tensorflow/lite/micro/micro_interpreter.h"
 #include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
 #include "tensorflow/lite/schema/schema_generated.h"
@@ -71,7 +77,17 @@ int main(int argc, char** argv) {
   resolver.AddDequantize();
   resolver.AddCustom("PATCH_STAGE", tflm_patch::Register_PATCH_STAGE());
 
-  tflite::MicroInterpreter interpreter(model, resolver, g_arena, kArenaSize);
+  // What MicroInterpreter(model, resolver, g_arena, kArenaSize) builds
+  // (MicroAllocator::Create with the greedy planner), step for step, so that
+  // arena_used_bytes() is unchanged and the arena's two parts can be read:
+  // the planned head (tensors and scratch buffers) and the persistent tail.
+  tflite::SingleArenaBufferAllocator* arena =
+      tflite::SingleArenaBufferAllocator::Create(g_arena, kArenaSize);
+  void* planner_memory = arena->AllocatePersistentBuffer(
+      sizeof(tflite::GreedyMemoryPlanner), alignof(tflite::GreedyMemoryPlanner));
+  tflite::GreedyMemoryPlanner* planner = new (planner_memory) tflite::GreedyMemoryPlanner();
+  tflite::MicroAllocator* allocator = tflite::MicroAllocator::Create(arena, planner);
+  tflite::MicroInterpreter interpreter(model, resolver, allocator);
   if (interpreter.AllocateTensors() != kTfLiteOk) return Fail("AllocateTensors failed");
   TfLiteTensor* input = interpreter.input(0);
   if (input->bytes != input_bytes.size()) return Fail("input size does not match the model");
@@ -91,7 +107,8 @@ int main(int argc, char** argv) {
     std::fwrite(t->data.raw, 1, t->bytes, out);
   }
   std::fclose(out);
-  std::printf("arena_used_bytes=%zu\ninvoke_us=%.1f\n", interpreter.arena_used_bytes(),
-              total_us / (repeats > 0 ? repeats : 1));
+  std::printf("arena_used_bytes=%zu\narena_head_bytes=%zu\narena_tail_bytes=%zu\ninvoke_us=%.1f\n",
+              interpreter.arena_used_bytes(), arena->GetNonPersistentUsedBytes(),
+              arena->GetPersistentUsedBytes(), total_us / (repeats > 0 ? repeats : 1));
   return 0;
 }
