@@ -15,7 +15,7 @@ limitations under the License.
 ==============================================================================*/
 
 // The stage's layers on CMSIS-NN. In a TFLM build with CMSIS-NN kernels
-// (TFLM defines CMSIS_NN for OPTIMIZED_KERNEL_DIR=cmsis_nn), the engine
+// (TFLM defines CMSIS_NN for OPTIMIZED_KERNEL_DIR=cmsis_nn), PATCH_STAGE
 // computes CONV_2D, DEPTHWISE_CONV_2D, MAX_POOL_2D, AVERAGE_POOL_2D and ADD
 // with the CMSIS-NN functions that TFLM's cmsis_nn kernels call, so that the
 // patched stage gives the bytes the unpatched model gives in that build, at
