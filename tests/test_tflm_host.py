@@ -67,13 +67,11 @@ def test_patched_model_in_tflm_gives_the_same_outputs_in_less_arena(tflm, tmp_pa
         assert stock.arena_head_bytes == plan.arena_before
         assert ours.arena_head_bytes == plan.arena_after
     else:
-        # TFLM's CMSIS-NN kernels request scratch buffers of their own in Prepare
-        # (im2col and context buffers: arm_*_get_buffer_size, sized by the CMSIS-NN
-        # version and the target's DSP/MVE features) for the ops outside the stage as
-        # well, which the converter's replay of the reference kernels does not know:
-        # the head is then predicted only as far as those requests leave it alone.
-        assert stock.arena_head_bytes >= plan.arena_before
-        assert ours.arena_head_bytes >= plan.arena_after
+        # Not predicted to the byte: TFLM's CMSIS-NN kernels request scratch buffers of
+        # their own in Prepare (im2col and context buffers, arm_*_get_buffer_size, sized
+        # by the CMSIS-NN version and the target's DSP/MVE features), for the ops outside
+        # the stage too, and the converter replays only the reference kernels' requests.
+        # (PATCH_STAGE's own request in such a build is tested exactly in test_cmsis_nn.py.)
         assert ours.arena_head_bytes < stock.arena_head_bytes
     assert ours.arena_used_bytes < stock.arena_used_bytes
 
