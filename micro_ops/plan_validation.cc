@@ -15,6 +15,8 @@ limitations under the License.
 
 #include "plan_validation.h"
 
+#include "halo_cache.h"
+
 namespace tflm_patch {
 namespace {
 
@@ -441,6 +443,7 @@ Status ValidatePlan(const StagePlan& plan, const InputTensors& inputs,
   TFLM_PATCH_RETURN_IF_ERROR(ValidateGrid(plan.grid_cols, plan.num_grid_cols,
                                           out_shape.width, "grid_cols"));
   TFLM_PATCH_RETURN_IF_ERROR(ValidateBuffers(plan));
+  TFLM_PATCH_RETURN_IF_ERROR(ValidateHaloCache(plan, regions));
   return ValidatePatchRegions(plan, regions);
 }
 

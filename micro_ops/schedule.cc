@@ -15,6 +15,7 @@ limitations under the License.
 
 #include "schedule.h"
 
+#include "halo_cache.h"
 #include "image_view.h"
 
 namespace tflm_patch {
@@ -110,31 +111,45 @@ LayerCall MakeLayerCall(const StagePlan& plan, int32_t index,
   return call;
 }
 
-// The largest workspace a layer call of this patch needs.
+// The largest workspace a layer call of patch (row, col) needs.
 size_t PatchWorkspaceBytes(const StagePlan& plan, const LayerBackend& backend,
-                           const PatchRegions& patch) {
+                           const PatchRegions& patch, int32_t row,
+                           int32_t col) {
   const InputView stage_input = StageInputView(plan, nullptr);
   const OutputView stage_output = StageOutputView(plan, nullptr);
   size_t most = 0;
   for (int32_t i = 0; i < plan.num_layers; ++i) {
     if (IsEmpty(patch.computed[i])) continue;
-    const size_t bytes = backend.workspace_bytes(MakeLayerCall(
-        plan, i, patch, nullptr, stage_input, stage_output, nullptr));
+    LayerCall call = MakeLayerCall(plan, i, patch, nullptr, stage_input,
+                                   stage_output, nullptr);
+    if (IsCachedLayer(plan, i)) call.region = CachedLayerBox(plan, i, row, col);
+    if (IsEmpty(call.region)) continue;
+    const size_t bytes = backend.workspace_bytes(call);
     if (bytes > most) most = bytes;
   }
   return most;
 }
 
+// Patch (row, col). A cached layer (docs "Cached halos") computes only its
+// box of the region its buffer holds; the rest comes from the caches.
 Status RunPatch(const StagePlan& plan, const LayerBackend& backend,
                 const PatchRegions& patch, const void* const* input_data,
                 const InputView& stage_input, const OutputView& stage_output,
-                uint8_t* scratch, uint8_t* workspace) {
+                uint8_t* scratch, uint8_t* workspace, int32_t row,
+                int32_t col) {
   for (int32_t i = 0; i < plan.num_layers; ++i) {
     if (IsEmpty(patch.computed[i])) continue;
-    TFLM_PATCH_RETURN_IF_ERROR(
-        backend.run(MakeLayerCall(plan, i, patch, input_data, stage_input,
-                                  stage_output, scratch),
-                    workspace));
+    LayerCall call = MakeLayerCall(plan, i, patch, input_data, stage_input,
+                                   stage_output, scratch);
+    const bool cached = IsCachedLayer(plan, i);
+    if (cached) {
+      RestoreHalo(plan, i, row, col, scratch);
+      call.region = CachedLayerBox(plan, i, row, col);
+    }
+    if (!IsEmpty(call.region)) {
+      TFLM_PATCH_RETURN_IF_ERROR(backend.run(call, workspace));
+    }
+    if (cached) SaveHalo(plan, i, row, col, scratch);
   }
   return OkStatus();
 }
@@ -146,6 +161,9 @@ Status CheckRunArguments(const StagePlan& plan, const void* const* input_data,
   if (plan.num_layers < 1 || regions == nullptr ||
       num_regions < plan.num_layers) {
     return ErrorStatus("region workspace too small");
+  }
+  if (plan.halo != nullptr && !plan.halo->validated) {
+    return ErrorStatus("cached plan not validated", "cache_rows");
   }
   if (scratch_bytes < static_cast<size_t>(plan.scratch_bytes) ||
       (scratch == nullptr && plan.scratch_bytes > 0)) {
@@ -185,8 +203,8 @@ Status ComputeScratchBytes(const StagePlan& plan, const LayerBackend& backend,
     for (int32_t row = 0; row + 1 < plan.num_grid_rows; ++row) {
       for (int32_t col = 0; col + 1 < plan.num_grid_cols; ++col) {
         ComputePatchRegions(plan, TileRegion(plan, row, col), regions);
-        const size_t bytes =
-            PatchWorkspaceBytes(plan, backend, PatchRegions{regions, regions});
+        const size_t bytes = PatchWorkspaceBytes(
+            plan, backend, PatchRegions{regions, regions}, row, col);
         if (bytes > workspace_bytes) workspace_bytes = bytes;
       }
     }
@@ -214,7 +232,7 @@ Status RunStage(const StagePlan& plan, const LayerBackend& backend,
       ComputePatchRegions(plan, TileRegion(plan, row, col), regions);
       TFLM_PATCH_RETURN_IF_ERROR(
           RunPatch(plan, backend, PatchRegions{regions, regions}, input_data,
-                   stage_input, stage_output, scratch, workspace));
+                   stage_input, stage_output, scratch, workspace, row, col));
     }
   }
   return OkStatus();

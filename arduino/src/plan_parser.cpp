@@ -20,6 +20,7 @@ limitations under the License.
 
 #include "flexbuffer_reader.h"
 #include "geometry.h"
+#include "halo_cache.h"
 
 namespace tflm_patch {
 namespace {
@@ -293,6 +294,25 @@ Status ParseLayer(const FlexMap& map, int32_t index, bool is_last,
   return OkStatus();
 }
 
+// Version 2: a layer's cache keys, for each flag that is on (all but the
+// last layer).
+Status ReadCacheKeys(const FlexMap& map, int32_t index, const StagePlan& plan,
+                     LayerPlan* layer) {
+  if (plan.cache_rows != 0) {
+    TFLM_PATCH_RETURN_IF_ERROR(
+        ReadInt(map, "row_cache_offset", index, &layer->row_cache_offset));
+    TFLM_PATCH_RETURN_IF_ERROR(
+        ReadInt(map, "row_cache_bytes", index, &layer->row_cache_bytes));
+  }
+  if (plan.cache_cols != 0) {
+    TFLM_PATCH_RETURN_IF_ERROR(
+        ReadInt(map, "col_cache_offset", index, &layer->col_cache_offset));
+    TFLM_PATCH_RETURN_IF_ERROR(
+        ReadInt(map, "col_cache_bytes", index, &layer->col_cache_bytes));
+  }
+  return OkStatus();
+}
+
 Status ParseLayers(const FlexMap& root, PlanMemory* memory, StagePlan* plan) {
   FlexRef ref;
   TFLM_PATCH_RETURN_IF_ERROR(FindKey(root, "layers", -1, &ref));
@@ -318,6 +338,9 @@ Status ParseLayers(const FlexMap& root, PlanMemory* memory, StagePlan* plan) {
     LayerPlan layer;
     TFLM_PATCH_RETURN_IF_ERROR(
         ParseLayer(layer_map, i, i == num_layers - 1, memory, &layer));
+    if (i < num_layers - 1) {
+      TFLM_PATCH_RETURN_IF_ERROR(ReadCacheKeys(layer_map, i, *plan, &layer));
+    }
     if (layers != nullptr) new (&layers[i]) LayerPlan(layer);
   }
   plan->layers = layers;
@@ -335,10 +358,16 @@ Status ParseOptions(const uint8_t* options, size_t options_bytes,
   }
   int32_t version = 0;
   TFLM_PATCH_RETURN_IF_ERROR(ReadInt(root_map, "version", -1, &version));
-  if (version != kPatchStageFormatVersion) {
+  if (version != 1 && version != kPatchStageFormatVersion) {
     return ErrorStatus("unsupported options format version", "version");
   }
   StagePlan plan = {};
+  if (version >= 2) {
+    TFLM_PATCH_RETURN_IF_ERROR(
+        ReadOptionalInt(root_map, "cache_rows", -1, &plan.cache_rows));
+    TFLM_PATCH_RETURN_IF_ERROR(
+        ReadOptionalInt(root_map, "cache_cols", -1, &plan.cache_cols));
+  }
   TFLM_PATCH_RETURN_IF_ERROR(
       ReadShape(root_map, "input_shape", -1, &plan.input_shape));
   TFLM_PATCH_RETURN_IF_ERROR(
@@ -351,6 +380,13 @@ Status ParseOptions(const uint8_t* options, size_t options_bytes,
   TFLM_PATCH_RETURN_IF_ERROR(CopyInts(root_map, "grid_cols", -1, memory,
                                       &plan.grid_cols, &plan.num_grid_cols));
   TFLM_PATCH_RETURN_IF_ERROR(ParseLayers(root_map, memory, &plan));
+  bool halo_too_large = false;
+  const size_t halo_bytes = HaloCacheMemoryBytes(plan, &halo_too_large);
+  if (halo_too_large) return ErrorStatus("too many cached tiles", "grid_rows");
+  if (halo_bytes > 0) {
+    uint8_t* halo = memory->AllocateArray<uint8_t>(halo_bytes);
+    if (halo != nullptr) plan.halo = PlaceHaloCache(plan, halo);
+  }
   StagePlan* stored = memory->AllocateArray<StagePlan>(1);
   if (memory->failed()) return ErrorStatus("plan memory too small");
   if (stored != nullptr) {
