@@ -97,18 +97,19 @@ def cmd_analyze(args) -> int:
 
 
 def _summary(plan, before_peak, after_peak) -> None:
-    stage = plan.stage
-    names = {}
-    for layer in stage.layers:
-        names[layer.name] = names.get(layer.name, 0) + 1
-    ops = ", ".join(f"{n} x{c}" for n, c in names.items())
-    last = stage.layers[-1]
-    print(f"Stage: ops 0-{stage.split - 1} ({ops}); {_shape(plan.stage_plan.input_shape)} -> {_shape(last.out_shape)}")
-    rows, cols = plan.grid
-    workspace = plan.stage_plan.workspace_bytes
-    print(f"Grid: {rows}x{cols} patches (row cuts {plan.stage_plan.grid_rows}, column cuts {plan.stage_plan.grid_cols}); "
-          f"per-patch scratch {plan.stage_plan.scratch_bytes:,} bytes"
-          + (f" (of which {workspace:,} CMSIS-NN workspace)" if workspace else ""))
+    for n, sp in enumerate(plan.stages):
+        stage, sched = sp.stage, sp.stage_plan
+        names = {}
+        for layer in stage.layers:
+            names[layer.name] = names.get(layer.name, 0) + 1
+        ops = ", ".join(f"{k} x{c}" for k, c in names.items())
+        rows, cols = sp.grid
+        workspace = sched.workspace_bytes
+        print(f"Stage {n + 1}: ops {stage.start}-{stage.end - 1} ({ops}); {_shape(sched.input_shape)} -> "
+              f"{_shape(stage.layers[-1].out_shape)}; {rows}x{cols} patches, halos "
+              f"{ {'none': 'recomputed', 'rows': 'cached in rows', 'cols': 'cached in columns', 'rows+cols': 'cached'}[sp.caching]}"
+              f"; scratch {sched.scratch_bytes:,} bytes" + (f" (of which {workspace:,} CMSIS-NN workspace)" if workspace else "")
+              + f"; MACs x{sp.macs_patched / sp.macs_original:.3f}" if sp.macs_original else "")
     cut = 100.0 * (1 - plan.arena_after / plan.arena_before)
     print(f"{'':<26}{'before':>16}{'after':>16}")
     print(f"{'arena (planned, bytes)':<26}{plan.arena_before:>16,}{plan.arena_after:>16,}   "
