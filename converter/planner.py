@@ -156,7 +156,7 @@ def make_plan(graph: Graph, patches: tuple | None = None, split: int | None = No
     explicit = patches is not None or split is not None
     arena_before, candidates = enumerate_plans(graph, patches, split, prune=require_gain, kernels=kernels)
     if not candidates:
-        raise NoGainError(f"no patch plan lowers the peak memory ({arena_before} bytes): model left unchanged")
+        raise NoGainError(f"no patch plan lowers the peak memory ({arena_before:,} bytes): model left unchanged")
     if max_mac_overhead is not None and not explicit:
         within = [p for p in candidates if p.mac_overhead <= max_mac_overhead]
         if not within:
@@ -174,6 +174,6 @@ def make_plan(graph: Graph, patches: tuple | None = None, split: int | None = No
             return min(fitting, key=lambda p: (p.macs_patched, p.arena_after, p.stage.split))
     best = min(candidates, key=lambda p: (p.arena_after, p.macs_patched, p.stage.split))
     if require_gain and best.arena_after >= arena_before:
-        raise NoGainError(f"patching does not lower the peak memory ({arena_before} bytes before, "
-                          f"{best.arena_after} bytes with the best plan): model left unchanged")
+        raise NoGainError(f"patching does not lower the peak memory ({arena_before:,} bytes before, "
+                          f"{best.arena_after:,} bytes with the best plan): model left unchanged")
     return best
