@@ -102,9 +102,12 @@ def verify(original_bytes: bytes, patched_bytes: bytes, input_sets: list, engine
             if got.shape != expected_stage.shape or got.tobytes() != expected_stage.tobytes():
                 report.stage_mismatches += 1
                 if not report.first_difference:
-                    diff = int(np.count_nonzero(got.reshape(-1) != expected_stage.reshape(-1))) \
-                        if got.size == expected_stage.size else -1
-                    report.first_difference = f"input {report.inputs}: {engine} stage output differs in {diff} bytes"
+                    if got.size == expected_stage.size:
+                        diff = int(np.count_nonzero(got.reshape(-1) != expected_stage.reshape(-1)))
+                        what = f"differs in {diff:,} of {got.size:,} bytes"
+                    else:
+                        what = f"has shape {list(got.shape)}, TFLM's is {list(expected_stage.shape)}"
+                    report.first_difference = f"input {report.inputs}: {engine} stage output {what}"
             stage_out = got
         tail_run = oracle.run(tail, [stage_out], len(g_orig.outputs))
         for a, b in zip(tail_run.outputs, run.outputs):

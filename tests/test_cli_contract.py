@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tflm_patch.converter import model_io
-from tflm_patch.converter.schema import BuiltinOperator, schema
+from tflm_patch.converter.schema import BuiltinOperator, TensorType, schema
 from tflm_patch.units import parse_size
 
 from .conftest import MODELS_DIR, run_cli
@@ -344,3 +344,19 @@ def test_ci_script_is_valid_shell():
     if bash is None:
         pytest.skip("no bash")
     assert subprocess.run([bash, "-n", os.path.join(ROOT, ".ci", "run")]).returncode == 0
+
+
+def test_a_real_mismatch_says_where_with_separated_byte_counts(tmp_path, patched):
+    """A corrupted bias in PATCH_STAGE: exit 4, and the one line says how many bytes of the stage output differ."""
+    model = model_io.load_model(patched[0])
+    sg = model.subgraphs[0]
+    stage = sg.operators[0]
+    bias = next(sg.tensors[t] for t in stage.inputs[1:] if sg.tensors[t].type == TensorType.INT32)
+    data = np.asarray(model.buffers[bias.buffer].data, dtype=np.uint8).copy()
+    data[1] ^= 0x10
+    model.buffers[bias.buffer].data = data
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(model_io.serialize_model(model))
+    line = _one_line_error(*run_cli("verify", RESIDUAL, bad, "--inputs", "1"), 4,
+                           "patched model is NOT bit-identical: input 0: python stage output differs in ")
+    assert re.search(r"differs in \d{1,3}(,\d{3})* of 9,216 bytes$", line), line
