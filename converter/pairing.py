@@ -103,6 +103,15 @@ def op_map(original: Graph, patched: Graph, record: dict) -> list:
             if not all(_signature(patched, t) in produced for t in op.outputs):
                 raise _mismatch(f"the PATCH_STAGE op {op.index} does not compute what ops {_span(run)} of the "
                                 "original compute")
+            # Weights the stage kept from the original (same tensor name) must be the original's.
+            weights = {original.tensors[t].name: original.tensors[t] for j in run for t in original.ops[j].inputs
+                       if t >= 0 and original.tensors[t].is_constant}
+            for t in op.inputs:
+                mine = patched.tensors[t] if t >= 0 else None
+                theirs = weights.get(mine.name) if mine is not None and mine.is_constant else None
+                if theirs is not None and theirs.data.tobytes() != mine.data.tobytes():
+                    raise _mismatch(f"the PATCH_STAGE op {op.index} has other weights in {mine.name!r} than ops "
+                                    f"{_span(run)} of the original")
             mapping.append(run)
             i = run[-1] + 1
             continue

@@ -360,3 +360,19 @@ def test_a_real_mismatch_says_where_with_separated_byte_counts(tmp_path, patched
     line = _one_line_error(*run_cli("verify", RESIDUAL, bad, "--inputs", "1"), 4,
                            "patched model is NOT bit-identical: input 0: python stage output differs in ")
     assert re.search(r"differs in \d{1,3}(,\d{3})* of 9,216 bytes$", line), line
+
+
+def test_report_refuses_an_original_with_other_stage_weights(tmp_path, patched):
+    """Same graph, one filter of the stage (op 0) changed: the patched stage does not come from it."""
+    model = model_io.load_model(RESIDUAL)
+    sg = model.subgraphs[0]
+    weights = sg.tensors[sg.operators[0].inputs[1]]
+    data = np.asarray(model.buffers[weights.buffer].data, dtype=np.uint8).copy()
+    data[3] ^= 1
+    model.buffers[weights.buffer].data = data
+    retrained = tmp_path / "retrained.tflite"
+    retrained.write_bytes(model_io.serialize_model(model))
+    _one_line_error(*run_cli("report", retrained, patched[0], "-o", tmp_path / "r"), 2,
+                    "the two models do not belong together: the PATCH_STAGE op 0 has other weights in ",
+                    "than ops 0-4 of the original")
+    assert not (tmp_path / "r").exists()
