@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import ModelError, PlanError
+from .errors import NoGainError, PlanError
 from .graph import Graph
 from .layers import STAGE_INPUT, Layer, Unsupported, lower_op
 
@@ -110,7 +110,8 @@ def select_stage(graph: Graph, split: int | None = None) -> list:
     """Stages from op 0 to consider: all of them, or the one with the requested split."""
     stages, reason = candidate_stages(graph)
     if not stages:
-        raise ModelError(f"nothing to patch: {reason}")
+        # A valid model whose first op no stage can start with: nothing to gain, not bad input.
+        raise NoGainError(f"nothing to patch: {reason}; model left unchanged")
     if split is None:
         return stages
     for s in stages:

@@ -77,10 +77,13 @@ def random_inputs(graph, count: int, seed: int = 0) -> list:
 def verify(original_bytes: bytes, patched_bytes: bytes, input_sets: list, engines=("python",)) -> VerifyReport:
     """engines: "python" (reference executor), "cpp" (the C++ engine), or a
     callable (options, op inputs, output shape) -> stage output."""
+    if not input_sets:
+        raise ModelError("no inputs to verify on (give at least one)")
     original_model = model_io.parse_model(original_bytes, "original model")
     patched_model = model_io.parse_model(patched_bytes, "patched model")
     g_orig, g_patched = build_graph(original_model), build_graph(patched_model)
     stage_ops = patch_ops(g_patched)
+    oracle.require_known_ops(g_orig, " (the original model must run in TFLM, the oracle)")
     by_name = {}
     for t in g_orig.tensors:
         by_name.setdefault(t.name, []).append(t.index)
