@@ -198,7 +198,7 @@ def search(graph: Graph, kernels: str, limit: float | None, patches=None, split=
     if split is not None:
         stages = select_stage(graph, split)
     else:
-        stages = [st for by_start in all_stages(graph) for st in by_start]
+        stages = all_stages(graph)
         if patches is None:
             stages = [st for st in stages if st.end - st.start > 1 or st.layers[0].macs_per_output_pixel()]
     ceiling = before if bound else float("inf")
