@@ -330,6 +330,25 @@ def make_plan(graph: Graph, patches: tuple | None = None, split: int | None = No
     return Plan(list(chosen), before, after, [(h, sum(s.macs_patched for s in t)) for h, t in met])
 
 
+PARETO_LIMITS = (1.0, 1.05, 1.1, 1.25, 1.5, 2.0)
+
+
+def pareto(graph: Graph, limits=PARETO_LIMITS, kernels: str = cmsis_nn.REFERENCE) -> list:
+    """(limit, Plan) for the best plan under each MAC limit, keeping only those no other beats
+    on both predicted arena and MACs, by increasing arena. Empty when patching cannot help."""
+    plans = []
+    for limit in limits:
+        try:
+            plans.append((limit, make_plan(graph, max_mac_overhead=limit, kernels=kernels)))
+        except NoGainError:
+            continue
+    front = []
+    for limit, p in sorted(plans, key=lambda lp: (lp[1].arena_after, lp[1].macs_patched, lp[0])):
+        if not front or p.macs_patched < front[-1][1].macs_patched:
+            front.append((limit, p))
+    return front
+
+
 def _overhead(stages: list) -> float:
     orig = sum(s.macs_original for s in stages)
     return sum(s.macs_patched for s in stages) / orig if orig else 1.0
