@@ -356,8 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"test images to evaluate, 0 for all 10000 (default {FULL['test_images']})")
     p.add_argument("--sram-budget", help=f"SRAM budget for the plan and the report (default {FULL['sram_budget']}, "
                                          f"quick {QUICK['sram_budget']})")
-    p.add_argument("--max-mac-overhead", type=float, default=1.3,
-                   help="largest stage MAC ratio patched/original to accept (default 1.3)")
+    p.add_argument("--max-mac-overhead", type=float, default=1.05,
+                   help="largest stage MAC ratio patched/original to accept (default 1.05)")
     p.add_argument("--engine", choices=("python", "cpp"), default="python",
                    help="PATCH_STAGE executor for the test-set comparison (default: python reference)")
     p.add_argument("--seed", type=int, default=0)

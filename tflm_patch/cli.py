@@ -121,7 +121,23 @@ def cmd_analyze(args) -> int:
                   f"persistent {measured.tail:,} bytes, total {measured.total:,} bytes")
         except TflmPatchError as exc:
             print(f"TFLM measurement skipped: {exc}")
+    if args.pareto:
+        _print_pareto(graph, args.kernels)
     return 0
+
+
+def _print_pareto(graph, kernels: str) -> None:
+    """The best plan under each MAC limit, those no other beats on both arena and MACs."""
+    front = planner.pareto(graph, kernels=kernels)
+    if not front:
+        print("Pareto front: no plan lowers the planned arena")
+        return
+    print("Pareto front (predicted planned arena vs stage MACs; `convert --max-mac-overhead LIMIT` writes the plan):")
+    print(f"{'limit':>6} {'arena after':>12} {'smaller':>8} {'MACs':>7}  stages")
+    for limit, p in front:
+        stages = " + ".join(f"ops {s.stage.start}-{s.stage.end - 1} {s.grid[0]}x{s.grid[1]} halos {s.caching}"
+                            for s in p.stages)
+        print(f"{limit:>6.2f} {p.arena_after:>12,} {p.arena_before / p.arena_after:>7.2f}x {p.mac_overhead:>6.3f}x  {stages}")
 
 
 def _summary(plan, before_peak, after_peak) -> None:
@@ -259,6 +275,10 @@ def build_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("analyze", help="per-op memory/compute table and predicted TFLM arena")
     a.add_argument("model")
     a.add_argument("--no-measure", action="store_true", help="do not run the model in the TFLM wheel")
+    a.add_argument("--pareto", action="store_true",
+                   help="also search the patch plans and print the Pareto front of arena vs MACs")
+    a.add_argument("--kernels", choices=cmsis_nn.KERNELS, default=cmsis_nn.REFERENCE,
+                   help="with --pareto: plan for TFLM's reference (default) or CMSIS-NN kernels")
     a.set_defaults(func=cmd_analyze)
 
     c = sub.add_parser("convert", help="replace the first stage by a PATCH_STAGE op")
@@ -269,8 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--split", type=int, help="number of leading ops in the stage (default: searched)")
     c.add_argument("--sram-budget", type=_size, metavar="SIZE",
                    help="pick the cheapest plan whose arena fits, e.g. 96KiB. " + SIZE_HELP)
-    c.add_argument("--max-mac-overhead", type=_positive_float, default=1.3,
-                   help="largest MAC ratio patched/original the search may pick (default 1.3)")
+    c.add_argument("--max-mac-overhead", type=_positive_float, default=1.05,
+                   help="largest MAC ratio patched/original the search may pick (default 1.05: with cached halos most plans cost nothing extra; --patches and --split plans are held to it too)")
     c.add_argument("--kernels", choices=cmsis_nn.KERNELS, default=cmsis_nn.REFERENCE,
                    help="the TFLM build the model is for: reference kernels (default) or cmsis_nn "
                         "(OPTIMIZED_KERNEL_DIR=cmsis_nn; reserves PATCH_STAGE's CMSIS-NN workspace in the plan)")

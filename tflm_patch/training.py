@@ -394,7 +394,7 @@ def pareto_plans(tflite_bytes: bytes, max_mac_overhead: float | None = None) -> 
     return front
 
 
-def choose_plan(plans: list, sram_budget: int | None = None, max_mac_overhead: float | None = 1.3):
+def choose_plan(plans: list, sram_budget: int | None = None, max_mac_overhead: float | None = 1.05):
     """Pick a plan like ``tflm-patch convert``: within `max_mac_overhead`, the
     cheapest (fewest MACs) that fits `sram_budget`, else the smallest arena.
     None if `plans` is empty or none is within the overhead limit."""
@@ -409,7 +409,7 @@ def choose_plan(plans: list, sram_budget: int | None = None, max_mac_overhead: f
 
 
 def patch_tflite(tflite_bytes: bytes, plan: PlanChoice | None = None, *, sram_budget: int | None = None,
-                 max_mac_overhead: float = 1.3, verify_inputs=None) -> bytes:
+                 max_mac_overhead: float = 1.05, verify_inputs=None) -> bytes:
     """Patch an int8 model and prove it bit-identical against TFLM; the patched model's bytes.
 
     `plan`: one of :func:`pareto_plans`; without it the plan is searched as by
