@@ -195,14 +195,6 @@ def mobilenetv2_full(size: int):
     return build
 
 
-def mobilenetv1(alpha: float, size: int, channels: int):
-    def build():
-        base = keras.applications.MobileNet(alpha=alpha, input_shape=(size, size, channels), weights=None,
-                                            include_top=False, pooling="avg")
-        return keras.Model(base.input, L.Dense(2, activation="softmax")(base.output))
-    return build
-
-
 def kernels_5x5_7x7():
     i = keras.Input((40, 40, 3))
     x = L.Conv2D(8, 7, strides=2, padding="same", activation="relu")(i)
@@ -285,9 +277,6 @@ MODELS = {
                            {"CONV_2D": 1, "DEPTHWISE_CONV_2D": 1, "ADD": 1}),
     "mobilenetv2_035_144": (mobilenetv2(144), 2, True,
                             {"CONV_2D": 1, "DEPTHWISE_CONV_2D": 1, "ADD": 1}),
-    # The person-detection shape (MobileNetV1-0.25, 96x96 grayscale, 2 classes).
-    "mobilenetv1_025_96_gray": (mobilenetv1(0.25, 96, 1), 12, True,
-                                {"CONV_2D": 1, "DEPTHWISE_CONV_2D": 1}),
     # 3.5 MB: not shipped; benchmarks/bench_memory.py makes it on first use (--only mobilenetv2_100_224).
     "mobilenetv2_100_224": (mobilenetv2_full(224), 13, True,
                             {"CONV_2D": 1, "DEPTHWISE_CONV_2D": 1, "ADD": 1}),
