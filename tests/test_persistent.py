@@ -1,0 +1,86 @@
+"""arena_used_bytes() predicted to the byte: the persistent tail replayed, held to TFLM's measurement."""
+import glob
+import os
+
+import pytest
+from hypothesis import given, settings
+
+from tflm_patch.converter import analysis, arena, model_io, oracle, persistent, planner, rewrite, verify
+from tflm_patch.converter.graph import build_graph
+
+from .conftest import MODELS_DIR
+from .random_stages import build, stage_specs
+
+MODELS = sorted(glob.glob(os.path.join(MODELS_DIR, "*.tflite")))
+
+
+def _check_against_wheel(data: bytes) -> None:
+    graph = build_graph(model_io.parse_model(data))
+    measured = oracle.measure_arena(data, verify.random_inputs(graph, 1)[0])
+    head = arena.plan_arena(graph).head_bytes
+    total = persistent.predict_total(graph, head, abi="wheel", recording=True)
+    assert (total.head_bytes, total.tail_bytes, total.total_bytes) == (measured.head, measured.tail, measured.total)
+
+
+@pytest.mark.parametrize("path", MODELS, ids=[os.path.basename(m) for m in MODELS])
+def test_total_equals_the_wheels_measurement(path):
+    _check_against_wheel(open(path, "rb").read())
+
+
+def test_total_on_the_session_models(small_model_bytes, mean_first_model_bytes):
+    _check_against_wheel(small_model_bytes)
+    _check_against_wheel(mean_first_model_bytes)
+
+
+@settings(max_examples=15, deadline=None)
+@given(spec=stage_specs())
+def test_total_equals_the_wheel_on_random_models(spec):
+    data = build(spec)
+    if data is not None:
+        _check_against_wheel(data)
+
+
+# arena_used_bytes() measured in real TFLM builds (host: reference kernels at the pinned TFLM commit,
+# x86-64; Cortex-M4: QEMU mps2-an386), stock and patched with the default plan (README tables).
+HOST_MEASURED = {
+    "residual_add": (49_408, 26_672, 48_548, 25_940),
+    "mobilenetv2_035_96": (210_000, 131_952, 204_708, 126_820),
+    "mobilenetv2_035_144": (382_800, 194_400, 377_508, 189_428),
+    "pooling_pad": (21_568, 13_504, None, None),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOST_MEASURED))
+def test_total_equals_real_tflm_builds_stock_and_patched(name):
+    model = model_io.load_model(os.path.join(MODELS_DIR, f"{name}.tflite"))
+    graph = build_graph(model)
+    plan = planner.make_plan(graph, max_mac_overhead=1.3)
+    patched = build_graph(model_io.parse_model(model_io.serialize_model(rewrite.rewrite_model(model, plan, "t"))))
+    got = []
+    for abi in ("host64", "cortex_m"):
+        for g in (graph, patched):
+            got.append(persistent.predict_total(g, analysis.analyze(g).arena.head_bytes, abi=abi).total_bytes)
+    host_stock, host_patched, m4_stock, m4_patched = HOST_MEASURED[name]
+    assert got[:2] == [host_stock, host_patched]
+    if m4_stock is not None:
+        assert got[2:] == [m4_stock, m4_patched]
+
+
+def test_patch_stage_plan_memory_mirrors_the_kernel():
+    # ComputePlanMemoryBytes: grid vectors, LayerPlans, per-conv multiplier+shift, StagePlan, 8-aligned.
+    model = model_io.load_model(os.path.join(MODELS_DIR, "residual_add.tflite"))
+    plan = planner.make_plan(build_graph(model), patches=(2, 2))
+    from tflm_patch.converter import options
+    raw = options.encode(plan.stage_plan)
+    layers = plan.stage_plan.layers
+    expected = 8 * ((4 * 3 + 7) // 8) * 2 + 160 * len(layers)
+    expected += sum(2 * 8 * ((4 * len(l.multiplier) + 7) // 8) for l in layers if l.op in (0, 1)) + 72
+    assert persistent.patch_stage_plan_memory_bytes(raw) == expected
+
+
+def test_unmodelled_ops_are_refused_not_guessed(small_model_bytes):
+    graph = build_graph(model_io.parse_model(small_model_bytes))
+    graph.ops[0].opcode = 999
+    assert persistent.try_predict_total(graph, 0) is None
+    with pytest.raises(persistent.Unpredictable):
+        persistent.predict_total(graph, 0, kernels="cmsis_nn")
