@@ -84,3 +84,15 @@ def test_unmodelled_ops_are_refused_not_guessed(small_model_bytes):
     assert persistent.try_predict_total(graph, 0) is None
     with pytest.raises(persistent.Unpredictable):
         persistent.predict_total(graph, 0, kernels="cmsis_nn")
+
+
+def test_cli_prints_the_total_before_and_after(tmp_path):
+    from .conftest import run_cli
+    path = os.path.join(MODELS_DIR, "residual_add.tflite")
+    code, out, err = run_cli("analyze", path)
+    assert code == 0, err
+    assert "arena_used_bytes() (kTensorArenaSize): 49,408 bytes on a 64-bit host, 48,548 on 32-bit Cortex-M" in out
+    assert "total 49,680 bytes (matches the prediction)" in out
+    code, out, err = run_cli("convert", path, "-o", tmp_path / "p.tflite", "--verify-inputs", "0")
+    assert code == 0, err
+    assert "arena_used_bytes() host             49,408          26,672" in out

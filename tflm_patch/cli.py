@@ -13,7 +13,7 @@ import sys
 import numpy as np
 
 from . import __version__
-from .converter import analysis, cmsis_nn, export_c, model_io, oracle, planner, rewrite
+from .converter import analysis, cmsis_nn, export_c, model_io, oracle, persistent, planner, rewrite
 from .converter import verify as verify_mod
 from .converter.errors import ModelError, TflmPatchError
 from .converter.graph import build_graph
@@ -82,6 +82,7 @@ def cmd_analyze(args) -> int:
     print_table(result.rows)
     peak = result.peak_row
     print(f"Predicted TFLM arena (planned, non-persistent): {result.arena.head_bytes:,} bytes ({kib(result.arena.head_bytes)})")
+    print(_total_line(graph, result.arena.head_bytes))
     print(f"Peak at op {peak.index} ({peak.name}, {','.join(_shape(s) for s in peak.output_shapes)}): "
           f"{peak.extent_bytes:,} bytes in use")
     print(f"MACs: {result.total_macs:,}")
@@ -89,14 +90,32 @@ def cmd_analyze(args) -> int:
         try:
             measured = oracle.measure_arena(data, verify_mod.random_inputs(graph, 1)[0])
             agree = "matches the prediction" if measured.head == result.arena.head_bytes else "DIFFERS from the prediction"
+            wheel = persistent.try_predict_total(graph, result.arena.head_bytes, abi="wheel", recording=True)
+            agree_total = "" if wheel is None else (
+                " (matches the prediction)" if wheel.total_bytes == measured.total else " (DIFFERS from the prediction)")
             print(f"TFLM (tflite-micro wheel) measured: planned {measured.head:,} bytes ({agree}), "
-                  f"persistent {measured.tail:,} bytes, total {measured.total:,} bytes")
+                  f"persistent {measured.tail:,} bytes, total {measured.total:,} bytes{agree_total}")
         except TflmPatchError as exc:
             print(f"TFLM measurement skipped: {exc}")
     return 0
 
 
-def _summary(plan, before_peak, after_peak) -> None:
+def _totals(graph, head: int, kernels: str = cmsis_nn.REFERENCE) -> tuple:
+    """(host, Cortex-M) predicted arena_used_bytes(), or None where not modelled."""
+    return tuple(persistent.try_predict_total(graph, head, abi=abi, kernels=kernels) for abi in ("host64", "cortex_m"))
+
+
+def _total_line(graph, head: int, kernels: str = cmsis_nn.REFERENCE) -> str:
+    host, m = _totals(graph, head, kernels)
+    if host is None:
+        return ("Predicted arena_used_bytes(): not modelled for this model or build "
+                "(persistent memory of its ops/kernels); the planned part above is exact")
+    return (f"Predicted arena_used_bytes() (kTensorArenaSize): {host.total_bytes:,} bytes on a 64-bit host, "
+            f"{m.total_bytes:,} on 32-bit Cortex-M (planned {head:,} + persistent {host.tail_bytes:,} / "
+            f"{m.tail_bytes:,}; TFLM reference kernels)")
+
+
+def _summary(plan, before_peak, after_peak, totals=None) -> None:
     stage = plan.stage
     names = {}
     for layer in stage.layers:
@@ -113,6 +132,11 @@ def _summary(plan, before_peak, after_peak) -> None:
     print(f"{'':<26}{'before':>16}{'after':>16}")
     print(f"{'arena (planned, bytes)':<26}{plan.arena_before:>16,}{plan.arena_after:>16,}   "
           f"-{cut:.1f}% ({plan.arena_before / plan.arena_after:.2f}x smaller)")
+    if totals is not None:
+        for label, (b, a) in zip(("arena_used_bytes() host", "  ... on 32-bit Cortex-M"), zip(*totals)):
+            if b is not None and a is not None:
+                print(f"{label:<26}{b.total_bytes:>16,}{a.total_bytes:>16,}   "
+                      f"{b.total_bytes / a.total_bytes:.2f}x smaller (persistent {b.tail_bytes:,} -> {a.tail_bytes:,})")
     print(f"{'peak op':<26}{before_peak:>16}{after_peak:>16}")
     print(f"{'stage MACs':<26}{plan.macs_original:>16,}{plan.macs_patched:>16,}   {plan.mac_overhead:.3f}x")
 
@@ -129,7 +153,8 @@ def cmd_convert(args) -> int:
     before = analysis.analyze(graph).peak_row
     after_graph = build_graph(model_io.parse_model(new_bytes, "patched model"))
     after = analysis.analyze(after_graph).peak_row
-    _summary(plan, f"{before.index} {before.name}", f"{after.index} {after.name}")
+    totals = (_totals(graph, plan.arena_before, args.kernels), _totals(after_graph, plan.arena_after, args.kernels))
+    _summary(plan, f"{before.index} {before.name}", f"{after.index} {after.name}", totals)
     if args.sram_budget is not None and plan.arena_after > args.sram_budget:
         print(f"warning: no plan fits --sram-budget {args.sram_budget:,} bytes; this is the smallest "
               f"({plan.arena_after:,} bytes)", file=sys.stderr)
