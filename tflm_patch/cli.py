@@ -13,9 +13,10 @@ import sys
 import numpy as np
 
 from . import __version__
-from .converter import analysis, cmsis_nn, export_c, model_io, oracle, persistent, planner, rewrite
+from .converter import arena as arena_mod
+from .converter import analysis, cmsis_nn, export_c, model_io, offline_plan, oracle, persistent, planner, rewrite
 from .converter import verify as verify_mod
-from .converter.errors import ModelError, TflmPatchError
+from .converter.errors import ModelError, NoGainError, TflmPatchError, VerifyError
 from .converter.graph import build_graph
 from .units import kib, parse_size
 
@@ -141,11 +142,48 @@ def _summary(plan, before_peak, after_peak, totals=None) -> None:
     print(f"{'stage MACs':<26}{plan.macs_original:>16,}{plan.macs_patched:>16,}   {plan.mac_overhead:.3f}x")
 
 
+def _convert_plan_only(args, data, model, graph) -> int:
+    """Only a better memory plan (OfflineMemoryAllocation metadata); the ops are untouched."""
+    if any(op.opcode == analysis.BuiltinOperator.CUSTOM for op in graph.ops):
+        raise ModelError(f"{args.model}: --plan-only takes a model without custom ops (plan before patching)")
+    requests = arena_mod.scratch_requests(graph)
+    greedy = arena_mod.plan_arena(graph).head_bytes
+    offsets, head = offline_plan.improve(graph, requests)
+    bound = offline_plan.lower_bound(arena_mod.allocation_lifetimes(graph, requests))
+    if offsets is None:
+        raise NoGainError(f"TFLM's greedy plan ({greedy:,} bytes; largest live set {bound:,}) is already the best "
+                          "plan found: model left unchanged")
+    new_model = offline_plan.with_offline_plan(model, graph, offsets)
+    new_bytes = model_io.serialize_model(new_model)
+    new_graph = build_graph(model_io.parse_model(new_bytes, "planned model"))
+    before, after = _totals(graph, greedy), _totals(new_graph, head)
+    print(f"{'':<26}{'greedy':>16}{'offline plan':>16}")
+    print(f"{'arena (planned, bytes)':<26}{greedy:>16,}{head:>16,}   {greedy / head:.2f}x smaller "
+          f"(largest live set {bound:,})")
+    if before[0] is not None and after[0] is not None:
+        print(f"{'arena_used_bytes() host':<26}{before[0].total_bytes:>16,}{after[0].total_bytes:>16,}")
+    if args.verify_inputs > 0:
+        for x in verify_mod.random_inputs(graph, args.verify_inputs, seed=1):
+            a = oracle.run(data, x, len(graph.outputs)).outputs
+            b = oracle.run(new_bytes, x, len(graph.outputs)).outputs
+            if not all(np.array_equal(u, v) for u, v in zip(a, b)):
+                raise VerifyError("the model with the offline plan does NOT give the original's outputs")
+        measured = oracle.measure_arena(new_bytes, x)
+        if measured.head != head:
+            raise VerifyError(f"TFLM planned {measured.head:,} bytes with the offline plan, not the {head:,} predicted")
+        print(f"Verified in TFLM on {args.verify_inputs} random input(s): identical outputs, planned arena {head:,} bytes")
+    model_io.write_atomically(args.output, new_bytes)
+    print(f"Wrote {args.output} ({len(new_bytes):,} bytes): the original ops with an OfflineMemoryAllocation plan")
+    return 0
+
+
 def cmd_convert(args) -> int:
     data, model, graph = _load(args.model)
     _require_int8_model(graph, args.model)
     if os.path.abspath(args.output) == os.path.abspath(args.model):
         raise ModelError("the output must not overwrite the input model")
+    if args.plan_only:
+        return _convert_plan_only(args, data, model, graph)
     plan = planner.make_plan(graph, patches=args.patches, split=args.split, sram_budget=args.sram_budget,
                              max_mac_overhead=args.max_mac_overhead, kernels=args.kernels)
     new_model = rewrite.rewrite_model(model, plan, __version__)
@@ -240,6 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--kernels", choices=cmsis_nn.KERNELS, default=cmsis_nn.REFERENCE,
                    help="the TFLM build the model is for: reference kernels (default) or cmsis_nn "
                         "(OPTIMIZED_KERNEL_DIR=cmsis_nn; reserves PATCH_STAGE's CMSIS-NN workspace in the plan)")
+    c.add_argument("--plan-only", action="store_true",
+                   help="do not patch: write the model with only a better memory plan (TFLM's "
+                        "OfflineMemoryAllocation metadata), verified identical; exit 3 if greedy is already best")
     c.add_argument("--verify-inputs", type=int, default=1,
                    help="random inputs to prove bit-exactness on before writing (0 skips; default 1)")
     c.set_defaults(func=cmd_convert)
