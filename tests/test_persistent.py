@@ -96,3 +96,15 @@ def test_cli_prints_the_total_before_and_after(tmp_path):
     code, out, err = run_cli("convert", path, "-o", tmp_path / "p.tflite", "--verify-inputs", "0")
     assert code == 0, err
     assert "arena_used_bytes() host             49,408          26,672" in out
+
+
+def test_report_gives_the_total_before_and_after(tmp_path):
+    from .conftest import run_cli
+    src = os.path.join(MODELS_DIR, "residual_add.tflite")
+    patched = tmp_path / "p.tflite"
+    assert run_cli("convert", src, "-o", patched, "--verify-inputs", "0")[0] == 0
+    code, out, err = run_cli("report", src, patched, "-o", tmp_path / "r")
+    assert code == 0, err
+    assert "arena_used_bytes() 49,408 -> 26,672 bytes" in out
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "| total: arena_used_bytes() | 49,408 | 26,672 |" in md and "| persistent | 3,328 | 3,632 |" in md

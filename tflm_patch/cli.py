@@ -252,8 +252,10 @@ def cmd_export_c(args) -> int:
 def cmd_report(args) -> int:
     from .report import write_report
     result = write_report(args.original, args.patched, args.output, args.sram_budget)
+    total = (f"; arena_used_bytes() {result['total_before']:,} -> {result['total_after']:,} bytes"
+             if result.get("total_before") is not None else "")
     print(f"Wrote {result['png']}, report.md and report.html in {args.output} ({result['rows']} ops; "
-          f"arena {result['before']:,} -> {result['after']:,} bytes)")
+          f"arena {result['before']:,} -> {result['after']:,} bytes{total})")
     return 0
 
 
