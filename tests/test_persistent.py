@@ -108,3 +108,75 @@ def test_report_gives_the_total_before_and_after(tmp_path):
     assert "arena_used_bytes() 49,408 -> 26,672 bytes" in out
     md = (tmp_path / "r" / "report.md").read_text()
     assert "| total: arena_used_bytes() | 49,408 | 26,672 |" in md and "| persistent | 3,328 | 3,632 |" in md
+
+
+def _other_op_models():
+    """One small model per other op the prediction covers (tail ops of real models)."""
+    import numpy as np
+
+    from tflm_patch.converter.schema import BuiltinOperator as B
+    from tflm_patch.converter.schema import BuiltinOptions as BO
+    from tflm_patch.converter.schema import TensorType as T
+    from tflm_patch.converter.schema import schema
+
+    from .modelgen import ModelBuilder
+
+    def new():
+        return ModelBuilder(np.random.default_rng(0))
+
+    mb = new()
+    x = mb.activation((4, 4, 3), 0.02, 0)
+    shape = mb.tensor((2,), T.INT32, data=np.array([1, 48], np.int32))
+    y = mb.tensor((1, 48), T.INT8, [0.02], [0])
+    o = schema.ReshapeOptionsT()
+    o.newShape = [1, 48]
+    mb.op(B.RESHAPE, [x.index, shape], [y], BO.ReshapeOptions, o)
+    yield "reshape", mb.finish([x.index], [y])
+
+    for code in (B.SOFTMAX, B.LOGISTIC):
+        mb = new()
+        x = mb.tensor((1, 10), T.INT8, [0.1], [0])
+        y = mb.tensor((1, 10), T.INT8, [1 / 256], [-128])
+        if code == B.SOFTMAX:
+            o = schema.SoftmaxOptionsT()
+            o.beta = 1.0
+            mb.op(code, [x], [y], BO.SoftmaxOptions, o)
+        else:
+            mb.op(code, [x], [y])
+        yield ("softmax" if code == B.SOFTMAX else "logistic"), mb.finish([x], [y])
+
+    mb = new()
+    x = mb.tensor((1, 10), T.INT8, [0.1], [0])
+    f = mb.tensor((1, 10), T.FLOAT32)
+    y = mb.tensor((1, 10), T.INT8, [0.05], [3])
+    mb.op(B.DEQUANTIZE, [x], [f])
+    mb.op(B.QUANTIZE, [f], [y])
+    yield "dequantize_quantize", mb.finish([x], [y])
+
+    mb = new()
+    x = mb.tensor((1, 10), T.INT8, [0.1], [0])
+    y = mb.tensor((1, 10), T.INT8, [0.1], [0])
+    mb.op(B.MUL, [x, x], [y], BO.MulOptions, schema.MulOptionsT())
+    yield "mul", mb.finish([x], [y])
+
+    mb = new()
+    x = mb.activation((4, 4, 3), 0.02, 0)
+    axis = mb.tensor((2,), T.INT32, data=np.array([1, 2], np.int32))
+    y = mb.tensor((1, 3), T.INT8, [0.2], [0])
+    mb.op(B.SUM, [x.index, axis], [y], BO.ReducerOptions, schema.ReducerOptionsT())
+    yield "sum", mb.finish([x.index], [y])
+
+    mb = new()
+    x = mb.activation((4, 4, 3), 0.02, 0)
+    pads = mb.tensor((4, 2), T.INT32, data=np.array([[0, 0], [1, 1], [1, 1], [0, 0]], np.int32))
+    value = mb.tensor((), T.INT8, [0.02], [0], data=np.array(0, np.int8))
+    y = mb.tensor((1, 6, 6, 3), T.INT8, [0.02], [0])
+    mb.op(B.PADV2, [x.index, pads, value], [y], BO.PadV2Options, schema.PadV2OptionsT())
+    yield "padv2", mb.finish([x.index], [y])
+
+OTHER_OPS = list(_other_op_models())
+
+
+@pytest.mark.parametrize("name,data", OTHER_OPS, ids=[n for n, _ in OTHER_OPS])
+def test_total_of_other_ops_equals_the_wheel(name, data):
+    _check_against_wheel(data)
