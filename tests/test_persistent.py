@@ -180,3 +180,23 @@ OTHER_OPS = list(_other_op_models())
 @pytest.mark.parametrize("name,data", OTHER_OPS, ids=[n for n, _ in OTHER_OPS])
 def test_total_of_other_ops_equals_the_wheel(name, data):
     _check_against_wheel(data)
+
+
+def _allocates(data: bytes, size: int) -> bool:
+    from tflite_micro.python.tflite_micro import runtime as rt
+    try:
+        rt.Interpreter.from_bytes(data, arena_size=size, intrepreter_config=rt.InterpreterConfig.kAllocationRecording)
+        return True
+    except Exception:
+        return False
+
+
+@pytest.mark.parametrize("name", ["residual_add", "mobilenetv2_035_96", "kernels_5x5_7x7"])
+def test_the_predicted_total_is_the_arena_size_to_give(name):
+    """kTensorArenaSize = the predicted arena_used_bytes() is enough for AllocateTensors, 16 bytes less is not."""
+    data = open(os.path.join(MODELS_DIR, f"{name}.tflite"), "rb").read()
+    graph = build_graph(model_io.parse_model(data))
+    total = persistent.predict_total(graph, arena.plan_arena(graph).head_bytes, abi="wheel", recording=True)
+    assert total.total_bytes % 16 == 0
+    assert oracle._call(_allocates, data, total.total_bytes)
+    assert not oracle._call(_allocates, data, total.total_bytes - 16)
