@@ -134,10 +134,15 @@ def _summary(plan, before_peak, after_peak, totals=None) -> None:
     print(f"{'arena (planned, bytes)':<26}{plan.arena_before:>16,}{plan.arena_after:>16,}   "
           f"-{cut:.1f}% ({plan.arena_before / plan.arena_after:.2f}x smaller)")
     if totals is not None:
+        shown = False
         for label, (b, a) in zip(("arena_used_bytes() host", "  ... on 32-bit Cortex-M"), zip(*totals)):
             if b is not None and a is not None:
+                shown = True
                 print(f"{label:<26}{b.total_bytes:>16,}{a.total_bytes:>16,}   "
                       f"{b.total_bytes / a.total_bytes:.2f}x smaller (persistent {b.tail_bytes:,} -> {a.tail_bytes:,})")
+        if not shown:
+            print(f"{'arena_used_bytes()':<26}{'not predicted':>16}{'not predicted':>16}   "
+                  "(persistent memory of these kernels/ops is not modelled)")
     print(f"{'peak op':<26}{before_peak:>16}{after_peak:>16}")
     print(f"{'stage MACs':<26}{plan.macs_original:>16,}{plan.macs_patched:>16,}   {plan.mac_overhead:.3f}x")
 
