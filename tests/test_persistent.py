@@ -107,7 +107,7 @@ def test_report_gives_the_total_before_and_after(tmp_path):
     assert code == 0, err
     assert "arena_used_bytes() 49,408 -> 26,672 bytes" in out
     md = (tmp_path / "r" / "report.md").read_text()
-    assert "| total: arena_used_bytes() | 49,408 | 26,672 |" in md and "| persistent | 3,328 | 3,632 |" in md
+    assert "\ntotal: arena_used_bytes() | 49,408 | 26,672\n" in md and "\npersistent | 3,328 | 3,632\n" in md
 
 
 def _other_op_models():

@@ -127,10 +127,11 @@ def write_report(original_path: str, patched_path: str, out_dir: str, budget: in
         totals = (f"`arena_used_bytes()` (kTensorArenaSize, 64-bit host build, reference kernels): "
                   f"**{tb:,} B** before, **{ta:,} B** after ({tb / ta:.2f}x smaller); persistent "
                   f"{floors[0]:,} B -> {floors[1]:,} B, planned {before_peak:,} B -> {after_peak:,} B.")
-        summary_table = ("| | before (B) | after (B) |\n|---|---:|---:|\n"
-                         f"| planned arena | {before_peak:,} | {after_peak:,} |\n"
-                         f"| persistent | {floors[0]:,} | {floors[1]:,} |\n"
-                         f"| total: arena_used_bytes() | {tb:,} | {ta:,} |\n")
+        # A GFM table without leading pipes: the per-op table below stays the only "| ..." one.
+        summary_table = ("summary | before (B) | after (B)\n---|---:|---:\n"
+                         f"planned arena | {before_peak:,} | {after_peak:,}\n"
+                         f"persistent | {floors[0]:,} | {floors[1]:,}\n"
+                         f"total: arena_used_bytes() | {tb:,} | {ta:,}\n")
     else:
         summary_table = ""
     md = (f"# Memory report\n\n{summary}\n\n{totals}\n\n{summary_table}\n![arena per op](memory.png)\n\n"
