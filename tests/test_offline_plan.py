@@ -145,3 +145,18 @@ def test_offline_plan_closes_the_greedy_gap_of_a_mobilenetv1():
     assert arena.plan_arena(graph).head_bytes == 73_728
     assert _verify_in_wheel(data) == 55_296 == offline_plan.lower_bound(
         arena.allocation_lifetimes(graph, arena.scratch_requests(graph)))
+
+
+def test_analyze_warns_about_an_offline_plan_tflm_would_refuse(tmp_path, small_model_bytes):
+    from tflm_patch.converter.schema import schema
+    model = model_io.parse_model(small_model_bytes)
+    buf = schema.BufferT()
+    buf.data = np.array([1, 0, 0, 0, 0, 0, 3, 0, 0, 0], dtype=np.uint8)  # version 1, subgraph 0, 3 tensors
+    model.buffers.append(buf)
+    meta = schema.MetadataT()
+    meta.name, meta.buffer = offline_plan.METADATA_NAME, len(model.buffers) - 1
+    model.metadata = [meta]
+    path = tmp_path / "bad_plan.tflite"
+    path.write_bytes(model_io.serialize_model(model))
+    code, out, _ = run_cli("analyze", path, "--no-measure")
+    assert code == 0 and "warning: its OfflineMemoryAllocation metadata does not match its tensors" in out

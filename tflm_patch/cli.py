@@ -84,6 +84,8 @@ def cmd_analyze(args) -> int:
     peak = result.peak_row
     print(f"Predicted TFLM arena (planned, non-persistent): {result.arena.head_bytes:,} bytes ({kib(result.arena.head_bytes)})")
     print(_total_line(graph, result.arena.head_bytes))
+    if graph.offline_error:
+        print(f"warning: {graph.offline_error}; the figures above are for TFLM's online planner")
     print(f"Peak at op {peak.index} ({peak.name}, {','.join(_shape(s) for s in peak.output_shapes)}): "
           f"{peak.extent_bytes:,} bytes in use")
     print(f"MACs: {result.total_macs:,}")
