@@ -146,7 +146,8 @@ def _offline_offsets(model, num_tensors: int) -> dict | None:
         if name != "OfflineMemoryAllocation" or m.buffer >= len(model.buffers or []):
             continue
         raw = model.buffers[m.buffer].data
-        words = np.frombuffer(bytes(np.asarray(raw if raw is not None else [], np.uint8)), dtype="<i4")
+        raw = bytes(np.asarray(raw if raw is not None else [], np.uint8))
+        words = np.frombuffer(raw[:len(raw) // 4 * 4], dtype="<i4")
         if len(words) < 3 or int(words[2]) != num_tensors or len(words) < 3 + num_tensors:
             raise ModelError("its OfflineMemoryAllocation metadata does not match its tensors (TFLM refuses it)")
         return {i: int(v) for i, v in enumerate(words[3:3 + num_tensors]) if v >= 0}

@@ -151,7 +151,7 @@ def test_analyze_warns_about_an_offline_plan_tflm_would_refuse(tmp_path, small_m
     from tflm_patch.converter.schema import schema
     model = model_io.parse_model(small_model_bytes)
     buf = schema.BufferT()
-    buf.data = np.array([1, 0, 0, 0, 0, 0, 3, 0, 0, 0], dtype=np.uint8)  # version 1, subgraph 0, 3 tensors
+    buf.data = np.array([1, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0], dtype=np.uint8)  # 3 tensors, ragged
     model.buffers.append(buf)
     meta = schema.MetadataT()
     meta.name, meta.buffer = offline_plan.METADATA_NAME, len(model.buffers) - 1
