@@ -168,16 +168,6 @@ def offsets_vector(graph: Graph, offsets: dict) -> list:
     return [1, 0, len(graph.tensors)] + [int(offsets.get(t.index, -1)) for t in graph.tensors]
 
 
-def read_offsets(model) -> dict | None:
-    """{tensor: offset} of a model's OfflineMemoryAllocation metadata, or None."""
-    for m in model.metadata or []:
-        name = m.name.decode() if isinstance(m.name, bytes) else m.name
-        if name == METADATA_NAME:
-            words = np.frombuffer(bytes(np.asarray(model.buffers[m.buffer].data, np.uint8)), dtype="<i4")
-            return {i: int(v) for i, v in enumerate(words[3:3 + int(words[2])]) if v >= 0}
-    return None
-
-
 def with_offline_plan(model, graph: Graph, offsets: dict):
     """A copy of `model` (ModelT) whose OfflineMemoryAllocation metadata holds `offsets`
     (added, or replacing one already there); nothing else changes."""
