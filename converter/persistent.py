@@ -33,8 +33,10 @@ TF_LITE_STATIC_MEMORY (the wheel, a host build), CORTEX_M is 32-bit Arm EABI
 (sizeof/alignof against TFLM's headers at the pinned commit).
 
 CMSIS-NN builds (OPTIMIZED_KERNEL_DIR=cmsis_nn) use other OpData structs and
-request scratch buffers from CMSIS-NN's size functions: not predicted here
-(`predict(..., kernels="cmsis_nn")` raises Unpredictable).
+request scratch buffers sized by CMSIS-NN's *_get_buffer_size, which changes
+the head too: `predict_arena_used(graph, abi="cortex_m", kernels="cmsis_nn")`
+models both for Cortex-M cores with the DSP extension (GCC); other CMSIS-NN
+builds raise Unpredictable.
 """
 from __future__ import annotations
 
@@ -43,7 +45,7 @@ from dataclasses import dataclass, field
 from .graph import Graph
 from .layers import CONV, DEPTHWISE
 from .options import CUSTOM_CODE, decode
-from .schema import BuiltinOperator, TensorType
+from .schema import BuiltinOperator, Padding, TensorType
 from .arena import ARENA_ALIGNMENT, builtin_scratch_requests
 
 # sizeof, alignof per struct. "PatchStage*" are ours (micro_ops/patch_engine.h, patch_stage.cc).
@@ -86,6 +88,13 @@ CORTEX_M = {
 WHEEL = dict(HOST64, SubgraphAllocations=(24, 8), RecordingMicroAllocator=(272, 8),
              OpDataConv=(80, 8), OpDataFullyConnected=(88, 8))
 ABIS = {"host64": HOST64, "cortex_m": CORTEX_M, "wheel": WHEEL}
+# TFLM's CMSIS-NN kernels (kernels/cmsis_nn/*.cc) wrap the reference OpData in their own. Modelled
+# for Cortex-M with the DSP extension (M4, M7, M33), where it is tested against measurements; a host
+# build of CMSIS-NN (portable C; OpData 80, 96, 60, 36, 88 bytes) is not, until measured.
+CMSIS_NN_OP_DATA = {
+    "cortex_m": {"CmsisConvOpData": (60, 4), "CmsisFullyConnectedOpData": (72, 4), "CmsisAddOpData": (60, 4),
+                 "CmsisPoolingOpData": (36, 4), "CmsisSoftmaxParams": (64, 8)},
+}
 
 B = BuiltinOperator
 # The parser's builtin params (flatbuffer_conversions.cc); ops whose parser allocates nothing map to None.
@@ -104,6 +113,11 @@ _OP_DATA = {
     B.RESHAPE: None, B.MUL: "OpDataMul", B.PAD: "OpDataPad", B.PADV2: "OpDataPad",
     B.QUANTIZE: "OpDataQuantizeReference", B.DEQUANTIZE: "DequantizeOpData", B.LOGISTIC: "OpDataLogistic",
 }
+_OP_DATA_CMSIS_NN = {**_OP_DATA, **{
+    B.CONV_2D: "CmsisConvOpData", B.DEPTHWISE_CONV_2D: "CmsisConvOpData", B.ADD: "CmsisAddOpData",
+    B.AVERAGE_POOL_2D: "CmsisPoolingOpData", B.MAX_POOL_2D: "CmsisPoolingOpData",
+    B.FULLY_CONNECTED: "CmsisFullyConnectedOpData", B.SOFTMAX: "CmsisSoftmaxParams",
+}}
 _INT16_LUT_BYTES = 2 * 513  # softmax_common.cc: sizeof(int16_t) * LUTSize<int16_t>()
 PLAN_MEMORY_ALIGNMENT = 8   # micro_ops/patch_engine.h kPlanMemoryAlignment
 
@@ -207,6 +221,55 @@ def _prepare(tail: Tail, graph: Graph, op) -> None:
             tail.buffer("op data", _int_array_bytes(len(out.shape)))
 
 
+def _same_padding(size: int, out: int, kernel: int, stride: int, dilation: int) -> int:
+    """TFLM's ComputePaddingHeightWidth for SAME: the leading (top/left) padding."""
+    return max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0) // 2
+
+
+def _cmsis_nn_request(graph: Graph, op, dsp: bool) -> list:
+    """Scratch requests of TFLM's CMSIS-NN kernel's Prepare (int8), from CMSIS-NN's
+    *_get_buffer_size at TFLM's pinned CMSIS-NN, built with GCC: ARM_MATH_DSP on
+    Cortex-M4/M7/M33 (dsp=True), portable C on a host; MVE cores are not modelled."""
+    code = op.opcode
+    inp, out = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
+    if code in (B.CONV_2D, B.DEPTHWISE_CONV_2D):
+        f, o = graph.tensors[op.inputs[1]], op.options
+        if inp.type != TensorType.INT8 or f.type != TensorType.INT8:
+            raise Unpredictable("CMSIS-NN convolutions of other than int8")
+        kh, kw = f.shape[1], f.shape[2]
+        dh, dw = o.dilationHFactor, o.dilationWFactor
+        same = o.padding == Padding.SAME
+        ph = _same_padding(inp.shape[1], out.shape[1], kh, o.strideH, dh) if same else 0
+        pw = _same_padding(inp.shape[2], out.shape[2], kw, o.strideW, dw) if same else 0
+        cin = inp.shape[3]
+        if code == B.CONV_2D:
+            if ph == 0 and pw == 0 and kh == 1 and kw == 1 and dh == 1 and dw == 1:
+                return []  # arm_convolve_1x1_s8(_fast): no buffer with GCC
+            return [2 * _align_up(kh * kw * cin, 4) * 2]  # arm_convolve_s8 (and 1 x n)
+        if cin == out.shape[3] and dh == 1 and dw == 1 and not (kh == kw == 3 and ph <= 1 and pw <= 1):
+            return [cin * kh * kw * 2] if dsp else []  # arm_depthwise_conv_s8_opt
+        return []
+    if code == B.AVERAGE_POOL_2D:
+        return [out.shape[3] * 4] if dsp else []
+    if code == B.FULLY_CONNECTED:
+        f = graph.tensors[op.inputs[1]]
+        if len(out.shape) > 2 and f.shape[-1] % 4 == 0 and len(f.scales) <= 1:
+            return [out.shape[-1] * 8]  # per-tensor quantization faked per channel for conv 1x1
+        return []
+    return []
+
+
+def kernel_scratch_requests(graph: Graph, kernels: str = "reference", abi: str = "host64") -> dict:
+    """Scratch buffer requests of the builtin ops in a TFLM build with these kernels."""
+    requests = builtin_scratch_requests(graph)
+    if kernels == "cmsis_nn":
+        for op in graph.ops:
+            sizes = _cmsis_nn_request(graph, op, dsp=abi == "cortex_m")
+            if sizes:
+                requests[op.index] = sizes
+    return requests
+
+
 @dataclass
 class Persistent:
     tail_bytes: int
@@ -218,11 +281,12 @@ def predict_tail(graph: Graph, num_subgraphs: int = 1, abi: str = "host64", reco
                  kernels: str = "reference") -> Persistent:
     """TFLM's persistent bytes after AllocateTensors. recording=True: the tflite-micro
     wheel's RecordingMicroAllocator (what its print_allocations reports as tail)."""
-    if kernels != "reference":
-        raise Unpredictable(f"persistent memory of {kernels} kernels is not modelled (reference kernels only)")
+    if kernels not in ("reference", "cmsis_nn") or (kernels == "cmsis_nn" and abi not in CMSIS_NN_OP_DATA):
+        raise Unpredictable(f"persistent memory of {kernels} kernels is not modelled for {abi}")
     if num_subgraphs != 1:
         raise Unpredictable("models with more than one subgraph")
-    tail = Tail(ABIS[abi])
+    tail = Tail(dict(ABIS[abi], **CMSIS_NN_OP_DATA.get(abi, {})) if kernels == "cmsis_nn" else ABIS[abi])
+    op_data = _OP_DATA_CMSIS_NN if kernels == "cmsis_nn" else _OP_DATA
     prefix = "Recording" if recording else ""
     tail.struct("allocator", f"{prefix}SingleArenaBufferAllocator")
     tail.struct("allocator", "GreedyMemoryPlanner")
@@ -243,15 +307,17 @@ def predict_tail(graph: Graph, num_subgraphs: int = 1, abi: str = "host64", reco
     for op in graph.ops:
         if op.opcode == B.CUSTOM:
             patch_stage_persistent(tail, op.custom_options or b"", len(op.inputs), "init")
-        elif _OP_DATA[op.opcode]:
-            tail.buffer("op data", tail.abi[_OP_DATA[op.opcode]][0])
-    scratch = builtin_scratch_requests(graph)
+        elif op_data[op.opcode]:
+            tail.buffer("op data", tail.abi[op_data[op.opcode]][0])
+    scratch = kernel_scratch_requests(graph, kernels, abi)
     requests = sum(len(v) for v in scratch.values())
     for op in graph.ops:
         if op.opcode == B.CUSTOM:
             patch_stage_persistent(tail, op.custom_options or b"", len(op.inputs), "prepare")
             requests += 1 if decode(op.custom_options).scratch_bytes > 0 else 0
         else:
+            if kernels == "cmsis_nn" and op.opcode == B.SOFTMAX and graph.tensors[op.inputs[0]].type != TensorType.INT8:
+                raise Unpredictable("CMSIS-NN softmax of other than int8")
             _prepare(tail, graph, op)
     if requests:
         tail.struct("scratch handles", "ScratchBufferHandle", requests)
@@ -290,3 +356,14 @@ def try_predict_total(graph: Graph, head_bytes: int, **kw) -> Total | None:
         return predict_total(graph, head_bytes, **kw)
     except Unpredictable:
         return None
+
+
+def predict_arena_used(graph: Graph, abi: str = "host64", kernels: str = "reference",
+                       recording: bool = False) -> Total:
+    """arena_used_bytes() of this model in a TFLM build: the head planned with the scratch
+    requests of the build's kernels (and PATCH_STAGE's), plus the persistent tail."""
+    from . import arena as arena_mod
+    from .analysis import patch_stage_scratch
+    extra = {**kernel_scratch_requests(graph, kernels, abi), **patch_stage_scratch(graph)}
+    head = arena_mod.plan_arena(graph, extra).head_bytes
+    return predict_total(graph, head, abi=abi, recording=recording, kernels=kernels)

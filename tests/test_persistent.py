@@ -66,6 +66,39 @@ def test_total_equals_real_tflm_builds_stock_and_patched(name):
         assert got[2:] == [m4_stock, m4_patched]
 
 
+# arena_used_bytes() measured on the Cortex-M4 (QEMU mps2-an386) with TFLM's CMSIS-NN kernels (DSP code
+# paths), stock and patched with plans made for that build (--kernels cmsis_nn), README table.
+CMSIS_NN_M4_MEASURED = {
+    "residual_add": (48_596, 25_972),
+    "mobilenetv2_035_96": (204_756, 126_852),
+    "mobilenetv2_035_144": (377_556, 190_148),
+    "pooling_pad": (20_948, 12_772),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CMSIS_NN_M4_MEASURED))
+def test_total_equals_the_cortex_m4_cmsis_nn_build(name):
+    model = model_io.load_model(os.path.join(MODELS_DIR, f"{name}.tflite"))
+    graph = build_graph(model)
+    plan = planner.make_plan(graph, max_mac_overhead=1.3, kernels="cmsis_nn")
+    patched = build_graph(model_io.parse_model(model_io.serialize_model(rewrite.rewrite_model(model, plan, "t"))))
+    got = tuple(persistent.predict_arena_used(g, abi="cortex_m", kernels="cmsis_nn").total_bytes
+                for g in (graph, patched))
+    assert got == CMSIS_NN_M4_MEASURED[name]
+
+
+def test_cmsis_nn_requests_scratch_where_its_kernels_do():
+    # pooling_pad's AVERAGE_POOL_2Ds ask CMSIS-NN for 4 bytes per channel: the head grows.
+    graph = build_graph(model_io.load_model(os.path.join(MODELS_DIR, "pooling_pad.tflite")))
+    requests = persistent.kernel_scratch_requests(graph, "cmsis_nn", "cortex_m")
+    pools = [op.index for op in graph.ops if op.name == "AVERAGE_POOL_2D"]
+    assert all(requests[i] == [4 * graph.tensors[graph.ops[i].outputs[0]].shape[3]] for i in pools)
+    assert persistent.predict_arena_used(graph, abi="cortex_m", kernels="cmsis_nn").head_bytes > \
+        arena.plan_arena(graph).head_bytes
+    with pytest.raises(persistent.Unpredictable):
+        persistent.predict_arena_used(graph, abi="host64", kernels="cmsis_nn")
+
+
 def test_patch_stage_plan_memory_mirrors_the_kernel():
     # ComputePlanMemoryBytes: grid vectors, LayerPlans, per-conv multiplier+shift, StagePlan, 8-aligned.
     model = model_io.load_model(os.path.join(MODELS_DIR, "residual_add.tflite"))
@@ -83,7 +116,7 @@ def test_unmodelled_ops_are_refused_not_guessed(small_model_bytes):
     graph.ops[0].opcode = 999
     assert persistent.try_predict_total(graph, 0) is None
     with pytest.raises(persistent.Unpredictable):
-        persistent.predict_total(graph, 0, kernels="cmsis_nn")
+        persistent.predict_total(graph, 0, kernels="cmsis_nn", abi="host64")
 
 
 def test_cli_prints_the_total_before_and_after(tmp_path):

@@ -105,11 +105,20 @@ def cmd_analyze(args) -> int:
 
 def _totals(graph, head: int, kernels: str = cmsis_nn.REFERENCE) -> tuple:
     """(host, Cortex-M) predicted arena_used_bytes(), or None where not modelled."""
-    return tuple(persistent.try_predict_total(graph, head, abi=abi, kernels=kernels) for abi in ("host64", "cortex_m"))
+    totals = []
+    for abi in ("host64", "cortex_m"):
+        try:  # the head with the build's own scratch requests (equal to `head` for reference kernels)
+            totals.append(persistent.predict_arena_used(graph, abi=abi, kernels=kernels))
+        except persistent.Unpredictable:
+            totals.append(None)
+    return tuple(totals)
 
 
 def _total_line(graph, head: int, kernels: str = cmsis_nn.REFERENCE) -> str:
     host, m = _totals(graph, head, kernels)
+    if host is None and m is not None:
+        return (f"Predicted arena_used_bytes() (kTensorArenaSize) on 32-bit Cortex-M with {kernels} kernels: "
+                f"{m.total_bytes:,} bytes (planned {m.head_bytes:,} + persistent {m.tail_bytes:,})")
     if host is None:
         return ("Predicted arena_used_bytes(): not modelled for this model or build "
                 "(persistent memory of its ops/kernels); the planned part above is exact")
@@ -137,11 +146,15 @@ def _summary(plan, before_peak, after_peak, totals=None) -> None:
           f"-{cut:.1f}% ({plan.arena_before / plan.arena_after:.2f}x smaller)")
     if totals is not None:
         shown = False
-        for label, (b, a) in zip(("arena_used_bytes() host", "  ... on 32-bit Cortex-M"), zip(*totals)):
+        labels = ("arena_used_bytes() host", "  ... on 32-bit Cortex-M" if totals[0][0] is not None
+                  else "arena_used_bytes() M4/M7")
+        for label, (b, a) in zip(labels, zip(*totals)):
             if b is not None and a is not None:
                 shown = True
+                extra = f", planned {b.head_bytes:,} -> {a.head_bytes:,}" if b.head_bytes != plan.arena_before else ""
                 print(f"{label:<26}{b.total_bytes:>16,}{a.total_bytes:>16,}   "
-                      f"{b.total_bytes / a.total_bytes:.2f}x smaller (persistent {b.tail_bytes:,} -> {a.tail_bytes:,})")
+                      f"{b.total_bytes / a.total_bytes:.2f}x smaller (persistent {b.tail_bytes:,} -> {a.tail_bytes:,}"
+                      f"{extra})")
         if not shown:
             print(f"{'arena_used_bytes()':<26}{'not predicted':>16}{'not predicted':>16}   "
                   "(persistent memory of these kernels/ops is not modelled)")
