@@ -81,11 +81,12 @@ def _load(path: str):
 
 
 def _require_int8_model(graph, path: str) -> None:
+    """Stages are int8 inside; the model's own inputs may be int8, uint8 or float32 (QUANTIZE'd in the model)."""
     for t in graph.inputs:
         tensor = graph.tensors[t]
-        if tensor.type_name != "INT8":
-            raise ModelError(f"{path}: input {tensor.name!r} is {tensor.type_name}; convert with full-integer "
-                             "int8 quantization (inference_input_type=tf.int8)")
+        if tensor.type_name not in ("INT8", "UINT8", "FLOAT32"):
+            raise ModelError(f"{path}: input {tensor.name!r} is {tensor.type_name}; tflm-patch takes models with "
+                             "int8, uint8 or float32 inputs around an int8 body (full-integer quantization)")
 
 
 def print_table(rows, out=sys.stdout) -> None:
