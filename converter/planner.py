@@ -181,7 +181,7 @@ def _live_bytes(base: arena.ArenaPlan, first: int, last: int, removed: set) -> i
 
 
 def search(graph: Graph, kernels: str, limit: float | None, patches=None, split=None,
-           max_stages: int = MAX_STAGES, bound: bool = True) -> tuple:
+           max_stages: int = MAX_STAGES, bound: bool = True, memo: dict | None = None) -> tuple:
     """(arena before, [(arena, [StagePatch])] of the plans met, the best stages, their arena).
 
     The model is a path of ops; a plan replaces runs of it by stages. Each op
@@ -207,7 +207,14 @@ def search(graph: Graph, kernels: str, limit: float | None, patches=None, split=
         io = _live_bytes(base, stage.start + 1, stage.end, stage.removed_tensors)
         if io >= ceiling:
             continue
-        for opt in _shortlist(schedules(graph, stage, patches), limit):
+        key = (stage.start, stage.end, patches)
+        if memo is None or key not in memo:
+            options = schedules(graph, stage, patches)
+            if memo is not None:
+                memo[key] = options
+        else:
+            options = memo[key]
+        for opt in _shortlist(options, limit):
             cost = io + arena.align_up(opt.scratch_bytes)
             if cost >= ceiling and bound:
                 break
@@ -290,11 +297,12 @@ def _cheapest_path(n: int, plain: list, edges: dict, bound: int, limit, forced: 
 def make_plan(graph: Graph, patches: tuple | None = None, split: int | None = None,
               sram_budget: int | None = None, max_mac_overhead: float | None = None,
               require_gain: bool = True, kernels: str = cmsis_nn.REFERENCE,
-              max_stages: int = MAX_STAGES) -> Plan:
+              max_stages: int = MAX_STAGES, memo: dict | None = None) -> Plan:
     """The best plan for the model, or PlanError / NoGainError saying why there is none.
 
-    max_mac_overhead bounds the patched stages' MACs against the same ops run
-    once (also for an explicit --patches/--split). require_gain=False returns
+    max_mac_overhead bounds every patched stage's MACs against the same ops run
+    once (also for an explicit --patches/--split). memo: a dict shared by calls on
+    the same graph, to size each stage's schedules once. require_gain=False returns
     the best plan even when it does not lower the peak (for tests of
     exactness; the CLI never writes such a plan).
     """
@@ -303,7 +311,7 @@ def make_plan(graph: Graph, patches: tuple | None = None, split: int | None = No
     if split is not None:
         select_stage(graph, split)  # PlanError for an impossible split
     before, met, chosen, after = search(graph, kernels, max_mac_overhead, patches, split, max_stages,
-                                        bound=require_gain)
+                                        bound=require_gain, memo=memo)
     if not met:
         if patches is not None:
             raise PlanError(f"--patches {patches[0]}x{patches[1]} is impossible: no stage"
@@ -336,10 +344,10 @@ PARETO_LIMITS = (1.0, 1.05, 1.1, 1.25, 1.5, 2.0)
 def pareto(graph: Graph, limits=PARETO_LIMITS, kernels: str = cmsis_nn.REFERENCE) -> list:
     """(limit, Plan) for the best plan under each MAC limit, keeping only those no other beats
     on both predicted arena and MACs, by increasing arena. Empty when patching cannot help."""
-    plans = []
+    plans, memo = [], {}  # the stages' schedules are sized once for every limit
     for limit in limits:
         try:
-            plans.append((limit, make_plan(graph, max_mac_overhead=limit, kernels=kernels)))
+            plans.append((limit, make_plan(graph, max_mac_overhead=limit, kernels=kernels, memo=memo)))
         except NoGainError:
             continue
     front = []
