@@ -1,15 +1,16 @@
 """Choose the stages, their patch grids and their halo caching.
 
-A plan replaces one or more runs of ops (stages) by PATCH_STAGE ops. For every
-candidate the planner lays out the stage's scratch (stage_cost.py) and
-predicts the whole patched model's arena with arena.py, TFLM's own planner
-replayed. The search cuts the peak where it is: starting from the unpatched
-model, it repeatedly takes the op at the arena's peak and tries every stage
-that covers it (from any start, to any end, not overlapping the stages already
-chosen), every grid (rows and columns independently) and every caching mode,
-within the MAC limit; it keeps the candidate that lowers the predicted arena
-most and stops when none does. Given an SRAM budget it then prefers the
-cheapest plan met on the way that fits it.
+A plan replaces one or more runs of ops (stages) by PATCH_STAGE ops. Every
+valid stage (from any start to any end, stage.py) gets every grid (rows and
+columns counted independently) and caching mode (none, rows, rows and
+columns), sized by stage_cost.py; the schedules within the MAC limit that no
+other beats on both scratch and MACs are kept. The model is then a path of
+ops: each op costs the bytes alive while it runs, a stage its own plus its
+scratch. A bottleneck search over that path finds, for each bound, the
+least-MAC way through whose every step fits the bound; the least bound and the
+next ones, and the best single stages, are predicted exactly (arena.py, TFLM's
+own planner replayed) and the smallest arena wins. Given an SRAM budget, the
+cheapest of those plans that fits wins.
 """
 from __future__ import annotations
 
