@@ -349,3 +349,34 @@ def test_cached_cmsis_nn_plans_keep_the_workspace_tail(name):
         expected = reference.run_stage(options, inputs).tobytes()
         got = native.run_stage(with_caches(options), inputs, shape, cmsis_nn=DOUBLE)
         assert got.tobytes() == expected
+
+
+@pytest.mark.parametrize("name", ["mobilenetv2_035_96", "kernels_5x5_7x7", "pooling_pad", "residual_add"])
+def test_cached_layers_compute_only_their_boxes(name):
+    """The output pixels the CMSIS-NN double is asked for (conv, depthwise, pools) are exactly the
+    boxes N x M of docs "Cached halos" (every pixel of a layer once, with both caches) plus the
+    last layer's tiles: fewer than version 1's regions."""
+    import ctypes
+
+    from tflm_patch.converter import options as options_mod
+    from tflm_patch.converter.layers import AVG_POOL, CONV, DEPTHWISE, MAX_POOL
+    from tflm_patch.converter.regions import area, grid_tiles, patch_regions
+    lib = native.engine_library(False, DOUBLE)
+    lib.tflm_patch_cmsis_double_window_pixels.restype = ctypes.c_int64
+    for _, options, inputs, shape in model_plans(os.path.join(MODELS_DIR, f"{name}.tflite")):
+        plan = options_mod.decode(options)
+        windowed = [layer.op in (CONV, DEPTHWISE, MAX_POOL, AVG_POOL) for layer in plan.layers]
+        tiles = list(grid_tiles(plan.grid_rows, plan.grid_cols))
+        v1_pixels = sum(area(reg) for tile in tiles for reg, w in zip(patch_regions(plan.layers, tile)[0], windowed)
+                        if w)
+        last = shape[1] * shape[2] if windowed[-1] else 0
+        ys, xs = axis_spans(plan.layers, plan.grid_rows, plan.grid_cols)
+        expected = {(0, 0): v1_pixels}
+        for mode in ((1, 0), (0, 1), (1, 1)):
+            expected[mode] = last + sum(p for p, w in zip(computed_pixels(ys, xs, *mode), windowed) if w)
+        assert expected[(1, 1)] < expected[(0, 0)]
+        for mode, pixels in expected.items():
+            lib.tflm_patch_cmsis_double_reset()
+            cached = options if mode == (0, 0) else with_caches(options, *map(bool, mode))
+            native.run_stage(cached, inputs, shape, cmsis_nn=DOUBLE)
+            assert lib.tflm_patch_cmsis_double_window_pixels() == pixels, mode
