@@ -84,3 +84,39 @@ def write_atomically(path: str, data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _nearest_existing(directory: str) -> str:
+    while not os.path.exists(directory):
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            break
+        directory = parent
+    return directory
+
+
+def _check_directory_can_hold(path: str, directory: str) -> None:
+    existing = _nearest_existing(directory)
+    if not os.path.isdir(existing):
+        raise ModelError(f"{path}: cannot write there ({existing} is not a directory)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ModelError(f"{path}: cannot write there (directory {existing} is not writable)")
+
+
+def check_output_file(path: str) -> None:
+    """Refuse, before any work, an output path a file cannot be written to.
+
+    Missing directories on the way are fine (write_atomically creates them)
+    if the nearest existing one is a writable directory."""
+    if os.path.isdir(path):
+        raise ModelError(f"{path}: is a directory (give a file name)")
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise ModelError(f"{path}: exists and is not writable")
+    _check_directory_can_hold(path, os.path.dirname(os.path.abspath(path)))
+
+
+def check_output_directory(path: str) -> None:
+    """Refuse, before any work, a path that cannot be (or become) a writable directory."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ModelError(f"{path}: exists and is not a directory")
+    _check_directory_can_hold(path, os.path.abspath(path))

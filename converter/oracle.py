@@ -24,6 +24,23 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import ModelError
+from .schema import BuiltinOperator
+
+
+# Custom ops the wheel's op resolver registers besides TFLite's builtins (read from its library).
+TFLM_CUSTOM_OPS = frozenset({
+    "TFLite_Detection_PostProcess", "SignalDelay", "SignalEnergy", "SignalFftAutoScale", "SignalFilterBank",
+    "SignalFilterBankLog", "SignalFilterBankSpectralSubtraction", "SignalFilterBankSquareRoot", "SignalFramer",
+    "SignalIrfft", "SignalOverlapAdd", "SignalPCAN", "SignalRfft", "SignalStacker", "SignalWindow",
+})
+
+
+def require_known_ops(graph, hint: str = "", allow=()) -> None:
+    """ModelError naming the first custom op TFLM's op resolver cannot run (an Ethos-U op, say)."""
+    for op in graph.ops:
+        if op.opcode == BuiltinOperator.CUSTOM and op.custom_code not in TFLM_CUSTOM_OPS and op.custom_code not in allow:
+            raise ModelError(f"op {op.index} is custom op {op.custom_code or ''!r}, which TFLM's op resolver "
+                             f"does not know{hint}")
 
 
 def _runtime():

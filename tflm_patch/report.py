@@ -11,10 +11,8 @@ import json
 import os
 from dataclasses import dataclass
 
-from .converter import analysis, model_io
-from .converter.errors import ModelError
+from .converter import analysis, model_io, pairing
 from .converter.graph import build_graph
-from .converter.rewrite import PLAN_METADATA
 
 
 @dataclass
@@ -27,29 +25,25 @@ class ReportRow:
     in_stage: bool
 
 
-def _plan_record(model) -> dict:
-    for m in model.metadata or []:
-        name = m.name.decode() if isinstance(m.name, bytes) else m.name
-        if name == PLAN_METADATA:
-            return json.loads(bytes(model.buffers[m.buffer].data))
-    raise ModelError("the second model has no tflm-patch plan metadata: is it a patched model?")
-
-
-def build_rows(original_bytes: bytes, patched_bytes: bytes) -> tuple:
-    original = build_graph(model_io.parse_model(original_bytes, "original model"))
-    patched_model = model_io.parse_model(patched_bytes, "patched model")
-    record = _plan_record(patched_model)
+def build_rows(original_bytes: bytes, patched_bytes: bytes, original_name: str = "the first model",
+               patched_name: str = "the second model") -> tuple:
+    """Rows per op of the original model; ModelError if the two models do not belong together."""
+    original_model = model_io.parse_model(original_bytes, original_name)
+    patched_model = model_io.parse_model(patched_bytes, patched_name)
+    original, patched = build_graph(original_model), build_graph(patched_model)
+    record = pairing.require_roles(original_model, original, patched_model, patched, original_name, patched_name)
+    mapping = pairing.op_map(original, patched, record)
     before = analysis.analyze(original)
-    after = analysis.analyze(build_graph(patched_model))
-    split = len(record["stage_ops"])
-    if len(after.rows) != len(before.rows) - split + 1:
-        raise ModelError("the patched model does not correspond to the original (op counts differ)")
+    after = analysis.analyze(patched)
+    patched_op_of = {i: p for p, run in enumerate(mapping) for i in run}
     rows = []
     for r in before.rows:
-        in_stage = r.index < split
-        a = after.rows[0] if in_stage else after.rows[r.index - split + 1]
+        p = patched_op_of[r.index]
+        in_stage = patched.ops[p].custom_code == pairing.CUSTOM_CODE
         rows.append(ReportRow(r.index, r.name, "x".join(map(str, r.output_shapes[0])) if r.output_shapes else "",
-                              r.extent_bytes, a.extent_bytes, in_stage))
+                              r.extent_bytes, after.rows[p].extent_bytes, in_stage))
+    record = dict(record, stage_runs=[run for p, run in enumerate(mapping)
+                                      if patched.ops[p].custom_code == pairing.CUSTOM_CODE])
     return rows, before.arena.head_bytes, after.arena.head_bytes, record
 
 
@@ -90,15 +84,17 @@ def _table_md(rows) -> str:
 
 
 def write_report(original_path: str, patched_path: str, out_dir: str, budget: int | None) -> dict:
+    model_io.check_output_directory(out_dir)
     original = model_io.read_model_bytes(original_path)
     patched = model_io.read_model_bytes(patched_path)
-    rows, before_peak, after_peak, record = build_rows(original, patched)
+    rows, before_peak, after_peak, record = build_rows(original, patched, original_path, patched_path)
     os.makedirs(out_dir, exist_ok=True)
     png = os.path.join(out_dir, "memory.png")
     title = f"{os.path.basename(original_path)}: TFLM arena per op, {record['grid'][0]}x{record['grid'][1]} patches"
     plot(rows, before_peak, after_peak, budget, png, title)
+    stages = ", ".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0]) for r in record["stage_runs"])
     summary = (f"Planned TFLM arena: **{before_peak:,} B** before, **{after_peak:,} B** after "
-               f"({before_peak / after_peak:.2f}x smaller); stage ops 0-{len(record['stage_ops']) - 1}, "
+               f"({before_peak / after_peak:.2f}x smaller); stage ops {stages}, "
                f"grid {record['grid'][0]}x{record['grid'][1]}, stage MACs x{record['macs_patched'] / max(1, record['macs_original']):.3f}"
                + (f"; SRAM budget {budget:,} B: {'fits' if after_peak <= budget else 'does NOT fit'}" if budget else ""))
     md = f"# Memory report\n\n{summary}\n\n![arena per op](memory.png)\n\n{_table_md(rows)}\n"

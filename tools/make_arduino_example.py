@@ -76,7 +76,7 @@ def main(argv=None) -> int:
             f"constexpr int kNumClasses = {len(names) if names else 0};\n"
             f"constexpr const char* kClassNames[] = {{{label_list or 'nullptr'}}};\n\n"
             "#endif  // MODEL_SETTINGS_H_\n")
-    print(f"arena {arena} bytes (planned {head} + persistent {persistent} + margin); expected class {expected}")
+    print(f"arena {arena:,} bytes (planned {head:,} + persistent {persistent:,} + margin); expected class {expected}")
     return 0
 
 
