@@ -384,3 +384,20 @@ def test_cached_layers_compute_only_their_boxes(name):
             cached = with_caches(options, *map(bool, mode))  # (0, 0): version 2 without caches
             native.run_stage(cached, inputs, shape, cmsis_nn=DOUBLE)
             assert lib.tflm_patch_cmsis_double_window_pixels() == pixels, mode
+
+
+def test_the_planners_cached_cmsis_nn_plans_reserve_the_workspace_the_kernel_uses():
+    """Converter and kernel size the CMSIS-NN workspace of cached layers over the same boxes: for
+    every cached stage of a --kernels cmsis_nn plan the op asks TFLM for exactly the planned scratch."""
+    from flatbuffers import flexbuffers
+    lib = native.engine_library(False, DOUBLE)
+    cached = 0
+    for name in ("mobilenetv2_035_96", "mobilenetv2_035_144", "kernels_5x5_7x7", "stride2_odd"):
+        for options, inputs, shape in model_plans(os.path.join(MODELS_DIR, f"{name}.tflite"), kernels="cmsis_nn"):
+            doc = flexbuffers.Loads(options)
+            got = native.run_stage(options, inputs, shape, cmsis_nn=DOUBLE)
+            assert got.tobytes() == reference.run_stage(options, inputs).tobytes()
+            if doc.get("cache_rows") or doc.get("cache_cols"):
+                cached += 1
+                assert lib.tflm_patch_last_scratch_bytes() == doc["scratch_bytes"], name
+    assert cached > 0
