@@ -51,7 +51,9 @@ def _runtime():
 def _interpreter(model_bytes: bytes, preserve: bool):
     rt = _runtime()
     config = rt.InterpreterConfig.kPreserveAllTensors if preserve else rt.InterpreterConfig.kAllocationRecording
-    arena = max(1 << 20, len(model_bytes) * 10)
+    # A multiple of 16: the arena's end is then 16-byte aligned, as in firmware (alignas(16)), so
+    # the persistent tail measured is the one persistent.py predicts.
+    arena = (max(1 << 20, len(model_bytes) * 10) + 15) // 16 * 16
     try:
         return rt.Interpreter.from_bytes(model_bytes, arena_size=arena, intrepreter_config=config)
     except Exception as exc:

@@ -198,7 +198,7 @@ def search(graph: Graph, kernels: str, limit: float | None, patches=None, split=
     if split is not None:
         stages = select_stage(graph, split)
     else:
-        stages = [st for by_start in all_stages(graph) for st in by_start]
+        stages = all_stages(graph)
         if patches is None:
             stages = [st for st in stages if st.end - st.start > 1 or st.layers[0].macs_per_output_pixel()]
     ceiling = before if bound else float("inf")
@@ -328,6 +328,25 @@ def make_plan(graph: Graph, patches: tuple | None = None, split: int | None = No
                               f"is {after:,} bytes (stage MACs x{_overhead(chosen):.2f}): model left unchanged")
         after, chosen = min(fitting, key=lambda m: (sum(s.macs_patched for s in m[1]), m[0]))
     return Plan(list(chosen), before, after, [(h, sum(s.macs_patched for s in t)) for h, t in met])
+
+
+PARETO_LIMITS = (1.0, 1.05, 1.1, 1.25, 1.5, 2.0)
+
+
+def pareto(graph: Graph, limits=PARETO_LIMITS, kernels: str = cmsis_nn.REFERENCE) -> list:
+    """(limit, Plan) for the best plan under each MAC limit, keeping only those no other beats
+    on both predicted arena and MACs, by increasing arena. Empty when patching cannot help."""
+    plans = []
+    for limit in limits:
+        try:
+            plans.append((limit, make_plan(graph, max_mac_overhead=limit, kernels=kernels)))
+        except NoGainError:
+            continue
+    front = []
+    for limit, p in sorted(plans, key=lambda lp: (lp[1].arena_after, lp[1].macs_patched, lp[0])):
+        if not front or p.macs_patched < front[-1][1].macs_patched:
+            front.append((limit, p))
+    return front
 
 
 def _overhead(stages: list) -> float:

@@ -89,8 +89,12 @@ def candidate_stages(graph: Graph) -> tuple:
 
 
 def all_stages(graph: Graph) -> list:
-    """Every valid stage, from any start: [start][k] is the k-th stage starting at op start."""
-    return [stages_from(graph, start)[0] for start in range(len(graph.ops))]
+    """Every valid stage, from any start, in (start, end) order; NoGainError when there is none."""
+    stages = [st for start in range(len(graph.ops)) for st in stages_from(graph, start)[0]]
+    if not stages:
+        raise NoGainError(f"nothing to patch: {stages_from(graph, 0)[1]}; no op of the model can start "
+                          "a stage; model left unchanged")
+    return stages
 
 
 def _make_stage(graph, layers, start, end, stage_input, stage_output, producer_layer) -> Stage:

@@ -60,16 +60,35 @@ def rest_model(patched_model) -> tuple:
     return model_io.serialize_model(model), inputs
 
 
+def _float_range(graph, t: int) -> tuple:
+    """The float range a float input is quantized into: that of the QUANTIZE op reading it, else [-1, 1]."""
+    for op in graph.ops:
+        if op.opcode == BuiltinOperator.QUANTIZE and op.inputs and op.inputs[0] == t:
+            q = graph.tensors[op.outputs[0]]
+            if len(q.scales) and q.scale > 0:
+                lo, hi = (-128, 127) if q.type_name == "INT8" else (0, 255)
+                return (lo - q.zero_point) * q.scale, (hi - q.zero_point) * q.scale
+    return -1.0, 1.0
+
+
 def random_inputs(graph, count: int, seed: int = 0) -> list:
+    """Random inputs of the model's own types: int8, uint8, or float32 across the range its QUANTIZE covers."""
     rng = np.random.default_rng(seed)
     sets = []
     for _ in range(count):
         one = []
         for t in graph.inputs:
             tensor = graph.tensors[t]
-            if tensor.type_name != "INT8":
-                raise ModelError(f"model input {tensor.name!r} is {tensor.type_name}; tflm-patch handles int8 inputs")
-            one.append(rng.integers(-128, 128, size=tensor.shape, dtype=np.int8))
+            if tensor.type_name == "INT8":
+                one.append(rng.integers(-128, 128, size=tensor.shape, dtype=np.int8))
+            elif tensor.type_name == "UINT8":
+                one.append(rng.integers(0, 256, size=tensor.shape, dtype=np.uint8))
+            elif tensor.type_name == "FLOAT32":
+                lo, hi = _float_range(graph, t)
+                one.append(rng.uniform(lo, hi, size=tensor.shape).astype(np.float32))
+            else:
+                raise ModelError(f"model input {tensor.name!r} is {tensor.type_name}; tflm-patch takes int8, "
+                                 "uint8 or float32 inputs")
         sets.append(one)
     return sets
 
