@@ -11,6 +11,7 @@ ASan/UBSan. Malformed version-2 options are refused in Prepare with a message.
 from __future__ import annotations
 
 import copy
+import ctypes
 import glob
 import os
 
@@ -401,3 +402,21 @@ def test_the_planners_cached_cmsis_nn_plans_reserve_the_workspace_the_kernel_use
                 cached += 1
                 assert lib.tflm_patch_last_scratch_bytes() == doc["scratch_bytes"], name
     assert cached > 0
+
+
+def test_plan_memory_prediction_equals_the_kernels_with_and_without_caches():
+    """converter/persistent.py predicts the kernel's plan memory (its persistent share) to the byte,
+    cache tables included."""
+    from tflm_patch.converter import persistent
+    lib = native.engine_library()
+    lib.tflm_patch_last_plan_memory_bytes.restype = ctypes.c_size_t
+    seen = set()
+    for name in ("mobilenetv2_035_96", "residual_add", "pooling_pad"):
+        for options, inputs, shape in model_plans(os.path.join(MODELS_DIR, f"{name}.tflite")):
+            for mode in (None, (False, False), (True, False), (False, True), (True, True)):
+                o = options if mode is None else with_caches(options, *mode)
+                native.run_stage(o, inputs, shape)
+                predicted = persistent.patch_stage_plan_memory_bytes(o, persistent.HOST64)
+                assert lib.tflm_patch_last_plan_memory_bytes() == predicted, (name, mode)
+                seen.add(mode)
+    assert len(seen) == 5
