@@ -62,8 +62,8 @@ HOST64 = {
     "OpDataConv": (72, 8), "OpDataFullyConnected": (64, 8), "OpDataAdd": (60, 4), "OpDataPooling": (32, 4),
     "OpDataReduce": (44, 4), "OpDataPad": (56, 4), "OpDataQuantizeReference": (32, 8),
     "DequantizeOpData": (32, 8), "OpDataLogistic": (16, 4), "OpDataMul": (36, 4), "SoftmaxParams": (80, 8),
-    "PatchStageLayerPlan": (160, 8), "PatchStageStagePlan": (72, 8), "PatchStageRegion": (16, 4),
-    "PatchStageOpData": (64, 8),
+    "PatchStageLayerPlan": (176, 8), "PatchStageStagePlan": (88, 8), "PatchStageRegion": (16, 4),
+    "PatchStageOpData": (64, 8), "PatchStageHaloCache": (48, 8),
 }
 CORTEX_M = {
     "TfLiteEvalTensor": (12, 4), "TfLiteTensor": (32, 4), "TfLiteAffineQuantization": (12, 4),
@@ -78,8 +78,8 @@ CORTEX_M = {
     "OpDataConv": (56, 4), "OpDataFullyConnected": (48, 4), "OpDataAdd": (60, 4), "OpDataPooling": (32, 4),
     "OpDataReduce": (44, 4), "OpDataPad": (56, 4), "OpDataQuantizeReference": (32, 8),
     "DequantizeOpData": (32, 8), "OpDataLogistic": (16, 4), "OpDataMul": (36, 4), "SoftmaxParams": (56, 8),
-    "PatchStageLayerPlan": (152, 4), "PatchStageStagePlan": (44, 4), "PatchStageRegion": (16, 4),
-    "PatchStageOpData": (36, 4),
+    "PatchStageLayerPlan": (168, 4), "PatchStageStagePlan": (56, 4), "PatchStageRegion": (16, 4),
+    "PatchStageOpData": (36, 4), "PatchStageHaloCache": (32, 4),
 }
 # The tflite-micro wheel: TFLM built with USE_TFLM_COMPRESSION (SubgraphAllocations,
 # RecordingMicroAllocator, OpDataConv and OpDataFullyConnected grow), from a later commit whose
@@ -172,6 +172,12 @@ def patch_stage_plan_memory_bytes(options: bytes, abi: dict = HOST64) -> int:
         if layer.op in (CONV, DEPTHWISE):  # ReadFilterKeys: multiplier, then shift
             array(len(layer.multiplier), 4)
             array(len(layer.shift), 4)
+    if plan.cache_rows or plan.cache_cols:  # the HaloCache tables (micro_ops/halo_cache.cc)
+        n, rows, cols = len(plan.layers) - 1, len(plan.grid_rows) - 1, len(plan.grid_cols) - 1
+        tables = 0
+        for part in (abi["PatchStageHaloCache"][0], n * 8, n * rows * 8, n * cols * 8, n * cols * 4):
+            tables = _align_up(tables + part, PLAN_MEMORY_ALIGNMENT)
+        array(1, tables)
     array(1, abi["PatchStageStagePlan"][0])
     return _align_up(used, PLAN_MEMORY_ALIGNMENT)
 

@@ -19,6 +19,7 @@ limitations under the License.
 
 #include "cmsis_nn_layers.h"
 #include "flexbuffer_reader.h"
+#include "halo_cache.h"
 #include "image_view.h"
 
 #define TFLM_PATCH_RETURN_IF_ERROR(expr)         \
@@ -466,6 +467,25 @@ Status ParseLayer(const FlexMap& map, int32_t index, bool is_last,
   return OkStatus();
 }
 
+// Version 2: a layer's cache keys, for each flag that is on (all but the
+// last layer).
+Status ReadCacheKeys(const FlexMap& map, int32_t index, const StagePlan& plan,
+                     LayerPlan* layer) {
+  if (plan.cache_rows != 0) {
+    TFLM_PATCH_RETURN_IF_ERROR(
+        ReadInt(map, "row_cache_offset", index, &layer->row_cache_offset));
+    TFLM_PATCH_RETURN_IF_ERROR(
+        ReadInt(map, "row_cache_bytes", index, &layer->row_cache_bytes));
+  }
+  if (plan.cache_cols != 0) {
+    TFLM_PATCH_RETURN_IF_ERROR(
+        ReadInt(map, "col_cache_offset", index, &layer->col_cache_offset));
+    TFLM_PATCH_RETURN_IF_ERROR(
+        ReadInt(map, "col_cache_bytes", index, &layer->col_cache_bytes));
+  }
+  return OkStatus();
+}
+
 Status ParseLayers(const FlexMap& root, PlanMemory* memory, StagePlan* plan) {
   FlexRef ref;
   TFLM_PATCH_RETURN_IF_ERROR(FindKey(root, "layers", -1, &ref));
@@ -491,6 +511,9 @@ Status ParseLayers(const FlexMap& root, PlanMemory* memory, StagePlan* plan) {
     LayerPlan layer;
     TFLM_PATCH_RETURN_IF_ERROR(
         ParseLayer(layer_map, i, i == num_layers - 1, memory, &layer));
+    if (i < num_layers - 1) {
+      TFLM_PATCH_RETURN_IF_ERROR(ReadCacheKeys(layer_map, i, *plan, &layer));
+    }
     if (layers != nullptr) new (&layers[i]) LayerPlan(layer);
   }
   plan->layers = layers;
@@ -508,10 +531,16 @@ Status ParseOptions(const uint8_t* options, size_t options_bytes,
   }
   int32_t version = 0;
   TFLM_PATCH_RETURN_IF_ERROR(ReadInt(root_map, "version", -1, &version));
-  if (version != kPatchStageFormatVersion) {
+  if (version != 1 && version != kPatchStageFormatVersion) {
     return Error("unsupported options format version", "version");
   }
   StagePlan plan = {};
+  if (version >= 2) {
+    TFLM_PATCH_RETURN_IF_ERROR(
+        ReadOptionalInt(root_map, "cache_rows", -1, &plan.cache_rows));
+    TFLM_PATCH_RETURN_IF_ERROR(
+        ReadOptionalInt(root_map, "cache_cols", -1, &plan.cache_cols));
+  }
   TFLM_PATCH_RETURN_IF_ERROR(
       ReadShape(root_map, "input_shape", -1, &plan.input_shape));
   TFLM_PATCH_RETURN_IF_ERROR(
@@ -524,6 +553,13 @@ Status ParseOptions(const uint8_t* options, size_t options_bytes,
   TFLM_PATCH_RETURN_IF_ERROR(CopyInts(root_map, "grid_cols", -1, memory,
                                       &plan.grid_cols, &plan.num_grid_cols));
   TFLM_PATCH_RETURN_IF_ERROR(ParseLayers(root_map, memory, &plan));
+  bool halo_too_large = false;
+  const size_t halo_bytes = HaloCacheMemoryBytes(plan, &halo_too_large);
+  if (halo_too_large) return Error("too many cached tiles", "grid_rows");
+  if (halo_bytes > 0) {
+    uint8_t* halo = memory->AllocateArray<uint8_t>(halo_bytes);
+    if (halo != nullptr) plan.halo = PlaceHaloCache(plan, halo);
+  }
   StagePlan* stored = memory->AllocateArray<StagePlan>(1);
   if (memory->failed()) return Error("plan memory too small");
   if (stored != nullptr) {
@@ -998,14 +1034,17 @@ Status ValidatePatchRegions(const StagePlan& plan, Region* regions,
       }
       if (!kUsesCmsisNn) continue;
       for (int32_t i = 0; i < plan.num_layers; ++i) {
-        if (IsEmpty(regions[i])) continue;
+        const Region box = IsCachedLayer(plan, i)
+                               ? CachedLayerBox(plan, i, row, col)
+                               : regions[i];
+        if (IsEmpty(box)) continue;
         InputView sources[kMaxLayerSources];
         OutputView output;
         LayerViews(plan, i, regions, stage_input, stage_output, nullptr,
                    sources, &output);
         const size_t bytes = CmsisNnWorkspaceBytes(
             plan.layers[i], SourceShape(plan, plan.layers[i].sources[0]),
-            sources[0], regions[i], output);
+            sources[0], box, output);
         if (bytes > *workspace_bytes) *workspace_bytes = bytes;
       }
     }
@@ -1302,17 +1341,26 @@ Status RunLayer(const StagePlan& plan, int32_t index,
   return OkStatus();
 }
 
+// Patch (row, col). A cached layer computes only its box of the region;
+// the rest of its buffer comes from the caches (docs "Cached halos").
 Status RunPatch(const StagePlan& plan, const void* const* input_data,
                 const InputView& stage_input, const OutputView& stage_output,
-                uint8_t* scratch, uint8_t* workspace, const Region* regions) {
+                uint8_t* scratch, uint8_t* workspace, const Region* regions,
+                int32_t row, int32_t col) {
   for (int32_t i = 0; i < plan.num_layers; ++i) {
     if (IsEmpty(regions[i])) continue;
     InputView sources[kMaxLayerSources];
     OutputView output;
     LayerViews(plan, i, regions, stage_input, stage_output, scratch, sources,
                &output);
-    TFLM_PATCH_RETURN_IF_ERROR(RunLayer(plan, i, input_data, sources,
-                                        regions[i], output, workspace));
+    const bool cached = IsCachedLayer(plan, i);
+    if (cached) RestoreHalo(plan, i, row, col, scratch);
+    const Region box = cached ? CachedLayerBox(plan, i, row, col) : regions[i];
+    if (!IsEmpty(box)) {
+      TFLM_PATCH_RETURN_IF_ERROR(
+          RunLayer(plan, i, input_data, sources, box, output, workspace));
+    }
+    if (cached) SaveHalo(plan, i, row, col, scratch);
   }
   return OkStatus();
 }
@@ -1324,6 +1372,9 @@ Status CheckRunArguments(const StagePlan& plan, const void* const* input_data,
   if (plan.num_layers < 1 || regions == nullptr ||
       num_regions < plan.num_layers) {
     return Error("region workspace too small");
+  }
+  if (plan.halo != nullptr && !plan.halo->validated) {
+    return Error("cached plan not validated", "cache_rows");
   }
   if (scratch_bytes < static_cast<size_t>(plan.scratch_bytes) ||
       (scratch == nullptr && plan.scratch_bytes > 0)) {
@@ -1414,6 +1465,7 @@ Status ValidatePlan(const StagePlan& plan, const InputTensors& inputs,
   TFLM_PATCH_RETURN_IF_ERROR(ValidateGrid(plan.grid_cols, plan.num_grid_cols,
                                           out_shape.width, "grid_cols"));
   TFLM_PATCH_RETURN_IF_ERROR(ValidateBuffers(plan));
+  TFLM_PATCH_RETURN_IF_ERROR(ValidateHaloCache(plan, regions));
   size_t workspace_bytes = 0;
   TFLM_PATCH_RETURN_IF_ERROR(
       ValidatePatchRegions(plan, regions, &workspace_bytes));
@@ -1440,7 +1492,7 @@ Status RunStage(const StagePlan& plan, const void* const* input_data,
       ComputePatchRegions(plan, TileRegion(plan, row, col), regions);
       TFLM_PATCH_RETURN_IF_ERROR(RunPatch(plan, input_data, stage_input,
                                           stage_output, scratch, workspace,
-                                          regions));
+                                          regions, row, col));
     }
   }
   return OkStatus();

@@ -19,8 +19,8 @@ limitations under the License.
 //   resolver.AddCustom(tflm_patch::kPatchStageCustomName,
 //                      tflm_patch::Register_PATCH_STAGE());
 //
-// Build patch_stage.cc, patch_engine.cc, cmsis_nn_layers.cc and
-// flexbuffer_reader.cc with the TFLM library, with the defines TFLM's own
+// Build patch_stage.cc, patch_engine.cc, halo_cache.cc, cmsis_nn_layers.cc
+// and flexbuffer_reader.cc with the TFLM library, with the defines TFLM's own
 // kernels are built with: TFLITE_SINGLE_ROUNDING=1 exactly when TFLM has it,
 // and, for TFLM with CMSIS-NN kernels (OPTIMIZED_KERNEL_DIR=cmsis_nn), CMSIS_NN
 // and TFLM's CMSIS-NN include paths: the engine must compute like the kernels

@@ -591,7 +591,7 @@ def workspace_over_buffers(doc):
 
 
 REJECTIONS = {
-    "wrong version": (set_root(version=2), "version"),
+    "wrong version": (set_root(version=3), "version"),
     "missing key": (delete_key(0, "multiplier"), "missing key ('multiplier')"),
     "missing root key": (delete_key(None, "grid_cols"), "missing key ('grid_cols')"),
     "filter index out of range": (set_layer(0, filter=99), "('filter')"),

@@ -133,9 +133,9 @@ def test_engine_under_address_and_ub_sanitizers_on_real_models(name):
     m = model_io.load_model(src)
     plan = planner.make_plan(build_graph(m), patches=(3, 2))
     new = build_graph(model_io.parse_model(model_io.serialize_model(rewrite.rewrite_model(m, plan, "t"))))
-    op = new.ops[0]
-    x = np.random.default_rng(1).integers(-128, 128, new.tensors[op.inputs[0]].shape, dtype=np.int8)
-    inputs = [x] + [new.tensors[t].data for t in op.inputs[1:]]
-    expected = reference.run_stage(op.custom_options, inputs)
-    got = native.run_stage(op.custom_options, inputs, expected.shape, sanitize=True)
-    assert got.tobytes() == expected.tobytes()
+    for op in verify.patch_ops(new):
+        x = np.random.default_rng(1).integers(-128, 128, new.tensors[op.inputs[0]].shape, dtype=np.int8)
+        inputs = [x] + [new.tensors[t].data for t in op.inputs[1:]]
+        expected = reference.run_stage(op.custom_options, inputs)
+        got = native.run_stage(op.custom_options, inputs, expected.shape, sanitize=True)
+        assert got.tobytes() == expected.tobytes()

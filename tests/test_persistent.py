@@ -106,9 +106,26 @@ def test_patch_stage_plan_memory_mirrors_the_kernel():
     from tflm_patch.converter import options
     raw = options.encode(plan.stage_plan)
     layers = plan.stage_plan.layers
-    expected = 8 * ((4 * 3 + 7) // 8) * 2 + 160 * len(layers)
-    expected += sum(2 * 8 * ((4 * len(l.multiplier) + 7) // 8) for l in layers if l.op in (0, 1)) + 72
+    expected = 8 * ((4 * 3 + 7) // 8) * 2 + 176 * len(layers)
+    expected += sum(2 * 8 * ((4 * len(l.multiplier) + 7) // 8) for l in layers if l.op in (0, 1)) + 88
+    if plan.stage_plan.cache_rows or plan.stage_plan.cache_cols:  # HaloCache + 4 tables, 2 tiles per axis
+        n = len(layers) - 1
+        expected += 48 + 8 * n + 2 * (8 * n * 2) + 8 * ((4 * n * 2 + 7) // 8)
     assert persistent.patch_stage_plan_memory_bytes(raw) == expected
+    # and the kernel itself, on the host
+    import ctypes
+
+    import numpy as np
+
+    from tflm_patch import native
+    g = build_graph(model_io.parse_model(model_io.serialize_model(rewrite.rewrite_model(model, plan, "t"))))
+    op = verify.patch_ops(g)[0]
+    x = np.zeros(g.tensors[op.inputs[0]].shape, np.int8)
+    native.run_stage(op.custom_options, [x] + [g.tensors[t].data for t in op.inputs[1:]],
+                     g.tensors[op.outputs[0]].shape)
+    lib = native.engine_library()
+    lib.tflm_patch_last_plan_memory_bytes.restype = ctypes.c_size_t
+    assert lib.tflm_patch_last_plan_memory_bytes() == expected
 
 
 def test_unmodelled_ops_are_refused_not_guessed(small_model_bytes):

@@ -33,8 +33,9 @@ from pathlib import Path
 import numpy as np
 
 # The portable kernel (what firmware compiles), without and with the TFLM op.
-ENGINE_CORE_SOURCES = ("flexbuffer_reader.cc", "patch_engine.cc", "cmsis_nn_layers.cc")
-ENGINE_CORE_HEADERS = ("flexbuffer_reader.h", "patch_engine.h", "cmsis_nn_layers.h", "image_view.h")
+ENGINE_CORE_SOURCES = ("flexbuffer_reader.cc", "patch_engine.cc", "halo_cache.cc", "cmsis_nn_layers.cc")
+ENGINE_CORE_HEADERS = ("flexbuffer_reader.h", "patch_engine.h", "halo_cache.h", "cmsis_nn_layers.h",
+                       "image_view.h")
 KERNEL_SOURCES = ("patch_stage.cc",) + ENGINE_CORE_SOURCES
 KERNEL_HEADERS = ("patch_stage.h",) + ENGINE_CORE_HEADERS
 ENGINE_SOURCES = ENGINE_CORE_SOURCES + ("host/engine_capi.cc",)

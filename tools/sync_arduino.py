@@ -16,7 +16,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCE_DIR = os.path.join(ROOT, "micro_ops")
 TARGET_DIR = os.path.join(ROOT, "arduino", "src")
 KERNEL_FILES = ("flexbuffer_reader.h", "flexbuffer_reader.cc", "patch_engine.h", "patch_engine.cc",
-                "cmsis_nn_layers.h", "cmsis_nn_layers.cc", "image_view.h", "patch_stage.h", "patch_stage.cc")
+                "halo_cache.h", "halo_cache.cc", "cmsis_nn_layers.h", "cmsis_nn_layers.cc", "image_view.h",
+                "patch_stage.h", "patch_stage.cc")
 BANNER = "// Generated from micro_ops/{name} by tools/sync_arduino.py: edit micro_ops/, not this file.\n"
 
 

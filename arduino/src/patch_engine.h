@@ -38,7 +38,8 @@ limitations under the License.
 
 namespace tflm_patch {
 
-constexpr int32_t kPatchStageFormatVersion = 1;
+// The newest options format the engine reads; it reads version 1 too.
+constexpr int32_t kPatchStageFormatVersion = 2;
 constexpr int32_t kStageInputSource = -1;  // a layer source: the stage input
 constexpr int kMaxLayerSources = 2;        // ADD has two, the others one
 constexpr int kAddParamCount = 7;
@@ -123,7 +124,14 @@ struct LayerPlan {
   const int32_t* output_shift;       // per output channel, positive = left
   AddParams add;
   int32_t pad_value;
+  // Version 2, all but the last layer, read when the plan's flag is on.
+  int32_t row_cache_offset;  // the layer's row cache in the scratch area
+  int32_t row_cache_bytes;
+  int32_t col_cache_offset;  // its column cache
+  int32_t col_cache_bytes;
 };
+
+struct HaloCache;  // halo_cache.h
 
 // The parsed options. Everything lives in the caller's plan memory; nothing
 // points into the options buffer.
@@ -139,6 +147,12 @@ struct StagePlan {
   // The tail of scratch_bytes reserved for the CMSIS-NN workspace (optional
   // key, 0 if absent); layer buffers lie before it.
   int32_t workspace_bytes;
+  // Version 2 (0 in version 1): keep halo rows / columns in caches.
+  int32_t cache_rows;
+  int32_t cache_cols;
+  // The cache geometry (in plan memory), nullptr when both flags are 0;
+  // ValidatePlan fills it.
+  HaloCache* halo;
 };
 
 // Bytes of plan memory ParsePlan needs for these options.

@@ -109,6 +109,9 @@ typedef struct {
 } tflm_patch_cmsis_double_counts;
 void tflm_patch_cmsis_double_reset(void);
 tflm_patch_cmsis_double_counts tflm_patch_cmsis_double_get(void);
+/* Output pixels (h x w) the convolution, depthwise and pooling calls computed
+   since the last reset: the work a patch schedule asks for. */
+int64_t tflm_patch_cmsis_double_window_pixels(void);
 
 #ifdef __cplusplus
 }

@@ -4,9 +4,14 @@
 #include <string.h>
 
 static tflm_patch_cmsis_double_counts g_counts;
+static int64_t g_window_pixels;
 
-void tflm_patch_cmsis_double_reset(void) { memset(&g_counts, 0, sizeof(g_counts)); }
+void tflm_patch_cmsis_double_reset(void) {
+  memset(&g_counts, 0, sizeof(g_counts));
+  g_window_pixels = 0;
+}
 tflm_patch_cmsis_double_counts tflm_patch_cmsis_double_get(void) { return g_counts; }
+int64_t tflm_patch_cmsis_double_window_pixels(void) { return g_window_pixels; }
 
 /* ---- TFLite's reference requantization ---------------------------------- */
 
@@ -109,6 +114,7 @@ arm_cmsis_nn_status arm_convolve_s8(const cmsis_nn_context *ctx, const cmsis_nn_
     return ARM_CMSIS_NN_ARG_ERROR;
   }
   ++g_counts.conv_general;
+  g_window_pixels += (int64_t)output_dims->h * output_dims->w;
   conv_loops(conv_params, quant_params, input_dims, input_data, filter_dims, filter_data, bias_data, output_dims,
              output_data);
   return ARM_CMSIS_NN_SUCCESS;
@@ -144,6 +150,7 @@ arm_cmsis_nn_status arm_convolve_wrapper_s8(const cmsis_nn_context *ctx, const c
       return ARM_CMSIS_NN_ARG_ERROR;
     }
     ++g_counts.conv_1x1;
+    g_window_pixels += (int64_t)output_dims->h * output_dims->w;
     conv_loops(conv_params, quant_params, input_dims, input_data, filter_dims, filter_data, bias_data, output_dims,
                output_data);
     return ARM_CMSIS_NN_SUCCESS;
@@ -202,6 +209,7 @@ arm_cmsis_nn_status arm_depthwise_conv_wrapper_s8(const cmsis_nn_context *ctx,
     }
   }
   ++g_counts.depthwise;
+  g_window_pixels += (int64_t)out_dims->h * out_dims->w;
   const int32_t out_c = out_dims->c;
   for (int32_t oy = 0; oy < out_dims->h; ++oy) {
     for (int32_t ox = 0; ox < out_dims->w; ++ox) {
@@ -268,6 +276,7 @@ arm_cmsis_nn_status arm_max_pool_s8(const cmsis_nn_context *ctx, const cmsis_nn_
                                     int8_t *output_data) {
   (void)ctx;
   ++g_counts.max_pool;
+  g_window_pixels += (int64_t)output_dims->h * output_dims->w;
   return pool(pool_params, input_dims, input_data, filter_dims, output_dims, output_data, 0);
 }
 
@@ -284,6 +293,7 @@ arm_cmsis_nn_status arm_avgpool_s8(const cmsis_nn_context *ctx, const cmsis_nn_p
     return ARM_CMSIS_NN_ARG_ERROR;
   }
   ++g_counts.avg_pool;
+  g_window_pixels += (int64_t)output_dims->h * output_dims->w;
   return pool(pool_params, input_dims, input_data, filter_dims, output_dims, output_data, 1);
 }
 
