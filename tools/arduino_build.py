@@ -84,7 +84,6 @@ class BuildResult:
     sections: dict = field(default_factory=dict)  # arm-none-eabi-size -A of the .elf
     elf: str = ""
     log_tail: str = ""
-    compile_sample: str = ""  # one compile command of TFLMPatch, as the core's recipe made it
 
 
 def _paths(var: str) -> list:
@@ -155,8 +154,6 @@ def build(setup: Setup, work: str, sketch: str = EXAMPLE, build_path: str | None
     ours = [os.path.realpath(os.path.join(libs, "TFLMPatch")), os.path.realpath(os.path.dirname(ino)),
             os.path.realpath(os.path.join(build_path, "sketch"))]
     for line in log.splitlines():
-        if not result.compile_sample and line.startswith('"') and "patch_stage.cpp" in line and "-o" in line:
-            result.compile_sample = line
         m = _USING.match(line)
         if m:
             result.libraries[m["name"]] = (m["version"], m["folder"])
@@ -242,15 +239,14 @@ def run_on_qemu(result: BuildResult, work: str, sketch: str = EXAMPLE, timeout: 
         raise RuntimeError("arm-none-eabi-g++/gcc and qemu-system-arm are needed to run the build under QEMU")
     build_path = os.path.dirname(result.elf) if result.elf else _build_path_of(result)
     libs = os.path.join(build_path, "libraries")
-    objects = []
+    tflm_objects = []  # archived, so that only what the sketch uses is linked, as on the board
     for root, _, files in os.walk(os.path.join(libs, TFLM_LIBRARY)):
         rel = os.path.relpath(root, os.path.join(libs, TFLM_LIBRARY))
         if rel.split(os.sep)[0] == "peripherals":
             continue
-        objects += [os.path.join(root, f) for f in files
-                    if f.endswith(".o") and f != "system_setup.cpp.o"]
-    objects += [os.path.join(libs, "TFLMPatch", f) for f in os.listdir(os.path.join(libs, "TFLMPatch"))
-                if f.endswith(".o")]
+        tflm_objects += [os.path.join(root, f) for f in files if f.endswith(".o") and f != "system_setup.cpp.o"]
+    objects = [os.path.join(libs, "TFLMPatch", f) for f in os.listdir(os.path.join(libs, "TFLMPatch"))
+               if f.endswith(".o")]
     objects += [os.path.join(build_path, "sketch", f) for f in os.listdir(os.path.join(build_path, "sketch"))
                 if f.endswith(".cpp.o") and not f.endswith(".ino.cpp.o")]
     arch = _board_arch_flags(result)
@@ -272,8 +268,11 @@ def run_on_qemu(result: BuildResult, work: str, sketch: str = EXAMPLE, timeout: 
     obj = os.path.join(qemu_dir, "startup.c.o")
     _check([gcc, *arch, "-Os", "-c", os.path.join(CORTEXM_DIR, "startup.c"), "-o", obj], "compiling startup.c")
     objects.append(obj)
+    archive = os.path.join(qemu_dir, "libArduino_TensorFlowLite.a")
+    _check([shutil.which("arm-none-eabi-ar") or "arm-none-eabi-ar", "rcs", archive, *sorted(tflm_objects)],
+           "archiving the Arduino_TensorFlowLite objects")
     elf = os.path.join(qemu_dir, "sketch_on_mps2.elf")
-    _check([gxx, *arch, *sorted(objects), "--specs=rdimon.specs", "-nostartfiles", "-T",
+    _check([gxx, *arch, *sorted(objects), archive, "--specs=rdimon.specs", "-nostartfiles", "-T",
             os.path.join(CORTEXM_DIR, "mps2_an386.ld"), "-Wl,--gc-sections", "-lm", "-o", elf],
            "linking the build's objects for mps2-an386")
     proc = subprocess.run([qemu, "-M", QEMU_BOARD, "-nographic", "-monitor", "none",
@@ -298,11 +297,18 @@ def _build_path_of(result: BuildResult) -> str:
 
 
 def _board_arch_flags(result: BuildResult) -> list:
-    """The board's -mcpu, -mfpu and -mfloat-abi, as its compile commands passed them."""
-    flags = {}
-    for flag in re.findall(r"(-mcpu=\S+|-mfpu=\S+|-mfloat-abi=\S+)", result.compile_sample):
-        flags[flag.split("=")[0]] = flag
-    return ["-mthumb", *flags.values()]
+    """The board's -mcpu, -mfpu and -mfloat-abi (build.mcu, build.fpu, build.float-abi), as
+    arduino-builder -dump-prefs gives them for the same build."""
+    cmd = ["-dump-prefs" if c == "-compile" else c for c in result.command]
+    with tempfile.TemporaryDirectory(prefix="tflmpatch-prefs-") as scratch:  # leaves the build alone
+        cmd[cmd.index("-build-path") + 1] = scratch
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=300).stdout
+    prefs = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    if not prefs.get("build.mcu"):
+        raise RuntimeError("arduino-builder -dump-prefs gave no build.mcu for this board")
+    flags = ["-mthumb", f"-mcpu={prefs['build.mcu']}"]
+    flags += [prefs[k] for k in ("build.fpu", "build.float-abi") if prefs.get(k, "").startswith("-m")]
+    return flags
 
 
 def _tflm_src(result: BuildResult) -> str:
