@@ -1,6 +1,6 @@
 """Build an example sketch of the Arduino library with a real Arduino build tool.
 
-    python tools/arduino_build.py [SKETCH_DIR] [--build-path DIR] [--json]
+    python tools/arduino_build.py [SKETCH_DIR] [--work DIR] [--qemu] [--json]
 
 Does what the Arduino IDE does after *Sketch > Include Library* and *Upload*:
 installs arduino/ as the library TFLMPatch next to your Arduino_TensorFlowLite
@@ -9,7 +9,10 @@ sketch (default: arduino/examples/PatchedClassifier) with arduino-builder for
 your board: library discovery from the #includes, .ino preprocessing, every
 file of both libraries' src/ under the core's flags, the link, and the size
 report. Warnings are turned on (-warnings all); a warning located in
-TFLMPatch or in the sketch fails the build.
+TFLMPatch or in the sketch fails the build. With --qemu, the objects the
+build made (less the core, the board peripherals, Serial and the .ino) are
+linked with cortexm/arduino_main.cc for QEMU mps2-an386 and run; a class other
+than the one TFLM computes on the host fails.
 
 Your Arduino installation is found through environment variables:
 
