@@ -232,8 +232,8 @@ TfLiteStatus PatchStageEval(TfLiteContext* context, TfLiteNode* node) {
 
 }  // namespace
 
-TFLMRegistration* Register_PATCH_STAGE() {
-  static TFLMRegistration registration = tflite::micro::RegisterOp(
+OpRegistration* Register_PATCH_STAGE() {
+  static OpRegistration registration = tflite::micro::RegisterOp(
       PatchStageInit, PatchStagePrepare, PatchStageEval);
   return &registration;
 }
