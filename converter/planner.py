@@ -17,10 +17,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from . import arena, cmsis_nn, halo_cache, stage_cost
+from . import arena, cmsis_nn, halo_cache, persistent, stage_cost
 from .errors import NoGainError, PlanError
 from .graph import Graph, Op
-from .options import CUSTOM_CODE
+from .options import CUSTOM_CODE, encode
 from .regions import even_boundaries
 from .schema import BuiltinOperator
 from .stage import Stage, all_stages, select_stage
@@ -38,6 +38,8 @@ class Plan:
     stages: list               # StagePatch, in op order
     arena_before: int          # predicted non-persistent arena, original model
     arena_after: int           # predicted non-persistent arena, patched model
+    total_before: int | None = None  # predicted arena_used_bytes() (64-bit host, reference kernels), if modelled
+    total_after: int | None = None
     candidates: list = field(default_factory=list, repr=False)  # (arena, macs) of plans met in the search
 
     # The first stage, for single-stage callers.
@@ -77,6 +79,7 @@ def patched_graph(graph: Graph, stages: list) -> tuple:
 
     stages: StagePatch (or (Stage, scratch_bytes)) in op order, not overlapping."""
     pairs = [(s.stage, s.stage_plan.scratch_bytes) if isinstance(s, StagePatch) else s for s in stages]
+    options_of = {s.stage.start: encode(s.stage_plan) for s in stages if isinstance(s, StagePatch)}
     removed = set().union(*(st.removed_tensors for st, _ in pairs)) if pairs else set()
     mapping = tensor_mapping(len(graph.tensors), removed)
     tensors = [dataclasses.replace(graph.tensors[old], index=new) for old, new in mapping.items()]
@@ -93,7 +96,7 @@ def patched_graph(graph: Graph, stages: list) -> tuple:
             if nbytes > 0:
                 scratch[len(ops)] = [nbytes]
             ops.append(Op(len(ops), BuiltinOperator.CUSTOM, CUSTOM_CODE, remap([st.input_tensor] + st.constants),
-                          remap([st.output_tensor]), None))
+                          remap([st.output_tensor]), None, options_of.get(st.start)))
             i = st.end
             continue
         op = graph.ops[i]
@@ -321,6 +324,16 @@ def make_plan(graph: Graph, patches: tuple | None = None, split: int | None = No
             raise NoGainError(f"every plan costs more than --max-mac-overhead {max_mac_overhead:.2f}: "
                               "model left unchanged")
         raise NoGainError(f"no patch plan lowers the peak memory ({before:,} bytes): model left unchanged")
+    total_before = predict_used(graph, [], before)
+    if total_before is not None:  # judge by what the firmware sizes: arena_used_bytes(), persistent memory included
+        scored = [(h, t, predict_used(graph, t, h)) for h, t in met]
+        met = [(h, t) for h, t, u in scored if u is None or u < total_before or not require_gain]
+        if met:
+            after, chosen = min(met, key=lambda m: (predict_used(graph, m[1], m[0]) or m[0],
+                                                    sum(s.macs_patched for s in m[1])))
+        elif require_gain:
+            raise NoGainError(f"patching lowers the planned arena but not arena_used_bytes() "
+                              f"({total_before:,} bytes, persistent memory included): model left unchanged")
     if not chosen or (require_gain and after >= before):  # nothing lowered the arena
         if require_gain:
             best_head = min(h for h, _ in met)
@@ -336,7 +349,8 @@ def make_plan(graph: Graph, patches: tuple | None = None, split: int | None = No
             raise NoGainError(f"no plan fits --sram-budget {sram_budget:,} bytes: the smallest arena reachable "
                               f"is {after:,} bytes (stage MACs x{_overhead(chosen):.2f}): model left unchanged")
         after, chosen = min(fitting, key=lambda m: (sum(s.macs_patched for s in m[1]), m[0]))
-    return Plan(list(chosen), before, after, [(h, sum(s.macs_patched for s in t)) for h, t in met])
+    return Plan(list(chosen), before, after, total_before, predict_used(graph, chosen, after),
+                [(h, sum(s.macs_patched for s in t)) for h, t in met])
 
 
 PARETO_LIMITS = (1.0, 1.05, 1.1, 1.25, 1.5, 2.0)
@@ -356,6 +370,15 @@ def pareto(graph: Graph, limits=PARETO_LIMITS, kernels: str = cmsis_nn.REFERENCE
         if not front or p.macs_patched < front[-1][1].macs_patched:
             front.append((limit, p))
     return front
+
+
+def predict_used(graph: Graph, stages: list, head: int) -> int | None:
+    """arena_used_bytes() (64-bit host, reference kernels) of the patched model, None where not modelled."""
+    g, _ = patched_graph(graph, stages)
+    try:
+        return head + persistent.predict_tail(g).tail_bytes
+    except persistent.Unpredictable:
+        return None
 
 
 def _overhead(stages: list) -> float:
