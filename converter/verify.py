@@ -68,6 +68,39 @@ def random_inputs(graph, count: int, seed: int = 0) -> list:
     return sets
 
 
+def _check_pair(g_orig, g_patched, stage_tensor: int, patched_stage_tensor: int) -> None:
+    """The patched model must take the original's inputs and stage output, and give its outputs."""
+    def sig(g, ts):
+        return [(g.tensors[t].shape, g.tensors[t].type) for t in ts]
+
+    if sig(g_orig, g_orig.inputs) != sig(g_patched, g_patched.inputs):
+        raise ModelError("the patched model's inputs differ from the original's in shape or type")
+    if sig(g_orig, g_orig.outputs) != sig(g_patched, g_patched.outputs):
+        raise ModelError("the patched model's outputs differ from the original's in shape or type")
+    if sig(g_orig, [stage_tensor]) != sig(g_patched, [patched_stage_tensor]):
+        raise ModelError("the patched model's stage output differs from the original's tensor in shape or type")
+
+
+def _run_engine(engine, options: bytes, op_inputs: list, output_shape) -> np.ndarray:
+    """The stage output by one engine; options that an engine cannot execute are the patched model's fault."""
+    if callable(engine):  # (options, op inputs, output shape) -> stage output
+        return engine(options, op_inputs, output_shape)
+    if engine == "python":
+        try:
+            return reference.run_stage(options, op_inputs)
+        except ModelError:
+            raise
+        except (IndexError, ValueError, KeyError, TypeError, AssertionError, ZeroDivisionError,
+                OverflowError, MemoryError) as exc:
+            raise ModelError(f"the patched model's PATCH_STAGE options cannot be executed "
+                             f"({type(exc).__name__}): corrupt or not made for these tensors") from None
+    from tflm_patch import native
+    try:
+        return native.run_stage(options, op_inputs, output_shape)
+    except native.EngineError as exc:
+        raise ModelError(f"the C++ kernel rejects the patched model's PATCH_STAGE options: {exc}") from None
+
+
 def verify(original_bytes: bytes, patched_bytes: bytes, input_sets: list, engines=("python",)) -> VerifyReport:
     """engines: "python" (reference executor), "cpp" (the C++ engine), or a
     callable (options, op inputs, output shape) -> stage output."""
@@ -81,6 +114,10 @@ def verify(original_bytes: bytes, patched_bytes: bytes, input_sets: list, engine
         raise ModelError(f"the stage output tensor {stage_out_name!r} is not in the original model: "
                          "are these two models original and patched?")
     stage_tensor = matches[0]
+    _check_pair(g_orig, g_patched, stage_tensor, op.outputs[0])
+    if not op.custom_options or any(t < 0 or not g_patched.tensors[t].is_constant for t in op.inputs[1:]):
+        raise ModelError("the patched model's PATCH_STAGE has no options, or inputs after the first "
+                         "that are not constants")
     constants = [g_patched.tensors[t].data for t in op.inputs[1:]]
     tail = tail_model_bytes(patched_model)
     report = VerifyReport(engines=list(engines))
@@ -89,13 +126,7 @@ def verify(original_bytes: bytes, patched_bytes: bytes, input_sets: list, engine
         expected_stage = run.tensors[stage_tensor]
         stage_out = None
         for engine in engines:
-            if engine == "python":
-                got = reference.run_stage(op.custom_options, [inputs[0]] + constants)
-            elif callable(engine):  # (options, op inputs, output shape) -> stage output
-                got = engine(op.custom_options, [inputs[0]] + constants, expected_stage.shape)
-            else:
-                from tflm_patch import native
-                got = native.run_stage(op.custom_options, [inputs[0]] + constants, expected_stage.shape)
+            got = _run_engine(engine, op.custom_options, [inputs[0]] + constants, expected_stage.shape)
             if got.shape != expected_stage.shape or got.tobytes() != expected_stage.tobytes():
                 report.stage_mismatches += 1
                 if not report.first_difference:

@@ -66,7 +66,8 @@ def _require_int8_model(graph, path: str) -> None:
                              "int8 quantization (inference_input_type=tf.int8)")
 
 
-def print_table(rows, out=sys.stdout) -> None:
+def print_table(rows, out=None) -> None:
+    out = out if out is not None else sys.stdout
     print(f"{'#':>3}  {'op':<20} {'input':<14} {'output':<14} {'in+out B':>10} {'MACs':>12} {'arena B':>9}", file=out)
     for r in rows:
         ins = ",".join(_shape(s) for s in r.input_shapes) or "-"
