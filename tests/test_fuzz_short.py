@@ -28,3 +28,22 @@ def test_converter_fuzz_short_run(tmp_path):
     # the campaign really exercised every command and outcome
     assert set(summary["by_command"]) == {"analyze", "convert", "verify"}
     assert summary["by_exit"].get(0, 0) > 20 and summary["by_exit"].get(2, 0) > 100
+
+
+def test_options_fuzz_short_run(tmp_path):
+    """libFuzzer over the kernel's options parser, validation and RunStage (ASan+UBSan), from real plans."""
+    fuzz = _tool("fuzz_options")
+    reason = fuzz.why_unavailable()
+    if reason:
+        pytest.skip(f"libFuzzer unavailable: {reason}")
+    extract = _tool("extract_plans")
+    small = [os.path.join(ROOT, "tests", "models", f) for f in
+             ("residual_add.tflite", "pooling_pad.tflite", "depth_multiplier.tflite", "dilation2.tflite",
+              "kernels_5x5_7x7.tflite", "nonsquare.tflite", "stride2_odd.tflite", "valid_padding.tflite")]
+    corpus = tmp_path / "corpus"
+    seeds = extract.extract(str(corpus), small, [dict(), dict(patches=(2, 2)), dict(kernels="cmsis_nn")])
+    assert len(seeds) >= 8
+    result = fuzz.run(fuzz.build(), corpus, runs=20000, seed=5, artifacts=tmp_path / "artifacts")
+    assert result["exit"] == 0 and not result["findings"], result["log"][-4000:]
+    assert result["execs"] >= 20000
+    assert result["coverage"] > 300  # it reaches parsing, validation and the layers
