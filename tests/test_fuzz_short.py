@@ -47,3 +47,23 @@ def test_options_fuzz_short_run(tmp_path):
     assert result["exit"] == 0 and not result["findings"], result["log"][-4000:]
     assert result["execs"] >= 20000
     assert result["coverage"] > 300  # it reaches parsing, validation and the layers
+
+
+def test_wide_random_stages_short_run(tmp_path):
+    """Wide random stages on random uneven grids: both engines bit-identical to TFLM."""
+    fuzz = _tool("fuzz_stages")
+    summary = fuzz.campaign(30, seed=3, save_dir=str(tmp_path))
+    assert not summary["failures"], summary["failures"][:3]
+    assert summary["counts"].get("identical", 0) >= 15
+    assert summary["features"]["uneven_grids"] >= 5
+
+
+def test_random_tensorflow_models_short_run(tmp_path):
+    """Random Keras CNNs converted by TensorFlow, patched by the default search, verified with both engines."""
+    pytest.importorskip("tensorflow")
+    fuzz = _tool("fuzz_models")
+    results = [fuzz.run_case(i, 1, str(tmp_path)) for i in (1, 2)]
+    for r in results:
+        assert r["convert"] in (0, 3), r
+        assert r.get("verify", 0) == 0, r
+    assert any(r["convert"] == 0 for r in results)  # at least one really patched
