@@ -30,7 +30,8 @@ MAX_TENSOR_BYTES = 1 << 31          # TFLM sizes are 32-bit
 # Activation scales outside this range make TFLM's activation clamps (zero point + f / scale, cast to
 # int32) overflow: no real int8 model comes near either end.
 MIN_ACTIVATION_SCALE, MAX_ACTIVATION_SCALE = 1e-8, 1e8
-MAX_REAL_MULTIPLIER = float(1 << 30)  # a requantization left shift beyond 30 overflows int32 in TFLM
+MAX_REAL_MULTIPLIER = float(1 << 30)
+MAX_GEOMETRY = 1 << 16              # strides, dilations, windows: TFLM's padding arithmetic is 32-bit  # a requantization left shift beyond 30 overflows int32 in TFLM
 ACTIVATIONS = (ActivationFunctionType.NONE, ActivationFunctionType.RELU, ActivationFunctionType.RELU6,
                ActivationFunctionType.RELU_N1_TO_1)
 PADDINGS = (Padding.SAME, Padding.VALID)
@@ -186,6 +187,8 @@ class _Checker:
         if has_data and item is not None and len(data) != elements * item:
             self.fail(f"tensor {self.label(i)}: its buffer holds {len(data)} bytes, its shape {shape} "
                       f"needs {elements * item}")
+        if has_data and t.isVariable:
+            self.fail(f"tensor {self.label(i)} holds constant data but is marked variable")
         self.quantization(i, t, shape, has_data)
         return has_data
 
@@ -225,6 +228,10 @@ class _Checker:
         ins, outs = _ints(op.inputs), _ints(op.outputs)
         if len(ins) < min_inputs or any(t < 0 for t in ins[:min_inputs]) or len(outs) != 1:
             self.fail(f"op {j} has {len(ins)} inputs and {len(outs)} outputs, wrong for its kind")
+        tensors = self.m.subgraphs[0].tensors
+        x, y = tensors[ins[0]], tensors[outs[0]]
+        if int(x.type) == TensorType.INT8 and int(y.type) != TensorType.INT8:
+            self.fail(f"op {j} reads INT8 but writes {TENSOR_TYPE_NAMES.get(int(y.type))} tensor {self.label(outs[0])}")
         o = op.builtinOptions
         if options_class is not None and not isinstance(o, options_class):
             self.fail(f"op {j} has no {options_class.__name__[:-1]} (corrupt options)")
@@ -236,15 +243,65 @@ class _Checker:
                     or o.dilationHFactor < 1 or o.dilationWFactor < 1:
                 self.fail(f"op {j} has padding {o.padding}, strides {o.strideH}x{o.strideW}, dilation "
                           f"{o.dilationHFactor}x{o.dilationWFactor}: not a valid convolution")
+            if max(o.strideH, o.strideW, o.dilationHFactor, o.dilationWFactor) > MAX_GEOMETRY:
+                self.fail(f"op {j} has strides {o.strideH}x{o.strideW}, dilation {o.dilationHFactor}x"
+                          f"{o.dilationWFactor}: beyond TFLite's integer geometry")
             if code == BuiltinOperator.DEPTHWISE_CONV_2D:
                 self.depth_multiplier(j, ins[0], outs[0], o.depthMultiplier)
+            if len(ins) > 2 and ins[2] >= 0 and int(x.type) == TensorType.INT8 \
+                    and int(tensors[ins[2]].type) != TensorType.INT32:
+                self.fail(f"op {j}'s bias {self.label(ins[2])} is "
+                          f"{TENSOR_TYPE_NAMES.get(int(tensors[ins[2]].type))}, not INT32")
+            w = _ints(tensors[ins[1]].shape)
+            if len(w) == 4:
+                self.window_output(j, x, y, (w[1], w[2]), (o.strideH, o.strideW),
+                                   (o.dilationHFactor, o.dilationWFactor), o.padding)
             self.requantization(j, ins[0], ins[1], outs[0])
         elif kind == "pool":
-            if o.padding not in PADDINGS or min(o.strideH, o.strideW, o.filterHeight, o.filterWidth) < 1:
+            if o.padding not in PADDINGS or min(o.strideH, o.strideW, o.filterHeight, o.filterWidth) < 1 \
+                    or max(o.strideH, o.strideW, o.filterHeight, o.filterWidth) > MAX_GEOMETRY:
                 self.fail(f"op {j} has padding {o.padding}, strides {o.strideH}x{o.strideW}, filter "
                           f"{o.filterHeight}x{o.filterWidth}: not a valid pooling")
+            self.window_output(j, x, y, (o.filterHeight, o.filterWidth), (o.strideH, o.strideW), (1, 1),
+                               o.padding)
         elif code == BuiltinOperator.ADD:
             self.add_scales(j, ins[0], ins[1], outs[0])
+        elif code == BuiltinOperator.FULLY_CONNECTED:
+            w = _ints(tensors[ins[1]].shape)
+            n_in, n_out = math.prod(_ints(x.shape)), math.prod(_ints(y.shape))
+            if len(w) != 2 or n_in % w[1] or n_in // w[1] * w[0] != n_out:
+                self.fail(f"op {j} (FULLY_CONNECTED): weights {w} do not take input {_ints(x.shape)} to output "
+                          f"{_ints(y.shape)}")
+        elif code in (BuiltinOperator.MEAN, BuiltinOperator.SUM, BuiltinOperator.REDUCE_MAX,
+                      BuiltinOperator.REDUCE_MIN, BuiltinOperator.REDUCE_PROD):
+            self.reduction_output(j, x, tensors[ins[1]], y)
+
+    def window_output(self, j, x, y, kernel, stride, dilation, padding) -> None:
+        """A windowed op (conv, depthwise, pool) must write exactly the output TFLite's padding rule gives:
+        TFLM loops over the output tensor's shape, so a larger one is left partly uninitialised."""
+        sx, sy = _ints(x.shape), _ints(y.shape)
+        if len(sx) != 4 or len(sy) != 4:
+            self.fail(f"op {j} has input {sx} and output {sy}: not [N, H, W, C] images")
+        for size, out, k, s, d in zip(sx[1:3], sy[1:3], kernel, stride, dilation):
+            effective = (k - 1) * d + 1
+            expect = (size + s - 1) // s if padding == Padding.SAME else (size - effective + s) // s
+            if out != expect or effective > MAX_GEOMETRY:
+                self.fail(f"op {j}: output {sy} is not what input {sx}, kernel {list(kernel)}, strides "
+                          f"{list(stride)} and dilation {list(dilation)} give")
+        if sx[0] != sy[0]:
+            self.fail(f"op {j}: output {sy} does not keep the batch of input {sx}")
+
+    def reduction_output(self, j, x, axis, y) -> None:
+        buf = self.m.buffers[axis.buffer].data
+        if buf is None or len(buf) == 0 or int(axis.type) != TensorType.INT32:
+            return  # TFLM's own checks refuse a non-constant axis
+        rank = len(_ints(x.shape))
+        dims = {int(a) % rank if rank else 0 for a in np.frombuffer(bytes(bytearray(buf)), dtype=np.int32)}
+        if any(not -rank <= int(a) < rank for a in np.frombuffer(bytes(bytearray(buf)), dtype=np.int32)):
+            self.fail(f"op {j} reduces over axes outside its input's rank {rank}")
+        expect = math.prod(d for k, d in enumerate(_ints(x.shape)) if k not in dims)
+        if math.prod(_ints(y.shape)) != expect:
+            self.fail(f"op {j}: output {_ints(y.shape)} does not hold the reduction of {_ints(x.shape)}")
 
     def depth_multiplier(self, j: int, x: int, y: int, dm: int) -> None:
         """TFLM's depthwise kernel loops over the options' multiplier, trusting it to match the shapes."""

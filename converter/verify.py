@@ -42,13 +42,22 @@ def _patch_op(graph):
     return ops[0]
 
 
+def tail_inputs_read(patched_model) -> list:
+    """Positions (in the model's inputs) of the model inputs that ops after PATCH_STAGE read too."""
+    sg = patched_model.subgraphs[0]
+    read = {int(t) for op in sg.operators[1:] for t in (op.inputs if op.inputs is not None else [])}
+    return [k for k, t in enumerate(sg.inputs) if int(t) in read]
+
+
 def tail_model_bytes(patched_model) -> bytes:
-    """The patched model without PATCH_STAGE: its input is the stage output."""
+    """The patched model without PATCH_STAGE: its inputs are the stage output, then the model inputs
+    that the rest of the model reads too (tail_inputs_read)."""
     model = copy.deepcopy(patched_model)
     sg = model.subgraphs[0]
     stage_out = int(sg.operators[0].outputs[0])
+    extra = [int(sg.inputs[k]) for k in tail_inputs_read(patched_model)]
     sg.operators = list(sg.operators[1:])
-    sg.inputs = [stage_out]
+    sg.inputs = [stage_out] + extra
     model.signatureDefs = []
     _drop_unused_opcodes(model)
     return model_io.serialize_model(model)
@@ -120,6 +129,7 @@ def verify(original_bytes: bytes, patched_bytes: bytes, input_sets: list, engine
                          "that are not constants")
     constants = [g_patched.tensors[t].data for t in op.inputs[1:]]
     tail = tail_model_bytes(patched_model)
+    tail_extra = tail_inputs_read(patched_model)
     report = VerifyReport(engines=list(engines))
     for inputs in input_sets:
         run = oracle.run(original_bytes, inputs, len(g_orig.outputs), keep_tensors=(stage_tensor,))
@@ -134,7 +144,7 @@ def verify(original_bytes: bytes, patched_bytes: bytes, input_sets: list, engine
                         if got.size == expected_stage.size else -1
                     report.first_difference = f"input {report.inputs}: {engine} stage output differs in {diff} bytes"
             stage_out = got
-        tail_run = oracle.run(tail, [stage_out], len(g_orig.outputs))
+        tail_run = oracle.run(tail, [stage_out] + [inputs[k] for k in tail_extra], len(g_orig.outputs))
         for a, b in zip(tail_run.outputs, run.outputs):
             if a.tobytes() != b.tobytes():
                 report.output_mismatches += 1

@@ -138,6 +138,20 @@ CASES = {
     "depth multiplier contradicts the shapes": (DEPTHWISE, lambda m: _set(_op(m, "DEPTHWISE_CONV_2D").builtinOptions,
                                                                           depthMultiplier=99), "depth multiplier"),
     "no operators": (RESIDUAL, lambda m: _set(_sg(m), operators=[]), "no operators"),
+    # found by the long run (each was refused only as "NOT bit-identical" before)
+    "huge dilation": (RESIDUAL, lambda m: _set(_op(m, "DEPTHWISE_CONV_2D").builtinOptions,
+                                               dilationWFactor=2**31 - 1), "beyond TFLite's integer geometry"),
+    "bias that is not INT32": (RESIDUAL, lambda m: _set(_op(m, "CONV_2D"), inputs=list(_op(m, "CONV_2D").inputs[:2])
+                                                        + [_sg(m).inputs[0]]), "not INT32"),
+    "FULLY_CONNECTED output larger than computed": (RESIDUAL, lambda m: _set(
+        _sg(m).tensors[_op(m, "FULLY_CONNECTED").outputs[0]], shape=[1, 10, 2]), "FULLY_CONNECTED"),
+    "MEAN output not the reduction": (RESIDUAL, lambda m: _set(_sg(m).tensors[_op(m, "MEAN").outputs[0]], shape=[1]),
+                                      "reduction"),
+    "conv output larger than the padding rule gives": (RESIDUAL, lambda m: _set(
+        _first_conv_output(m), shape=[1] + [d + 1 for d in _first_conv_output(m).shape[1:3]]
+        + [_first_conv_output(m).shape[3]]), "give"),
+    "constant marked variable": (RESIDUAL, lambda m: _set(_conv_filter(m), isVariable=True), "marked variable"),
+    "INT8 op writing FLOAT32": (RESIDUAL, lambda m: _set(_first_conv_output(m), type=0), "writes FLOAT32"),
 }
 
 
@@ -214,3 +228,23 @@ def test_verify_refuses_a_broken_patched_model(patched_pair, tmp_path, capsys, e
     assert len(lines) == 1 and "internal error" not in err, err
     if code == 2:
         assert mention in lines[0], lines[0]
+
+
+def test_verify_feeds_the_model_input_to_ops_after_the_stage():
+    """A tail op reading the model input itself: verify's tail model must get that input too."""
+    from tflm_patch.converter import planner, rewrite, verify
+    from tflm_patch.converter.graph import build_graph
+
+    from .modelgen import ModelBuilder
+    mb = ModelBuilder(np.random.default_rng(3))
+    x = mb.activation((12, 12, 4), 0.03, 2)
+    y = mb.conv(x, 8, 3)
+    mean_x = mb.mean_tail(x)   # not a stage op: the stage is the conv alone
+    mean_y = mb.mean_tail(y)
+    data = mb.finish([x.index], [mean_x.index, mean_y.index])
+    model = model_io.parse_model(data)
+    graph = build_graph(model)
+    plan = planner.make_plan(graph, patches=(2, 2), split=1, require_gain=False)
+    patched = model_io.serialize_model(rewrite.rewrite_model(model, plan, "test"))
+    report = verify.verify(data, patched, verify.random_inputs(graph, 2))
+    assert report.identical, report.first_difference
