@@ -106,11 +106,13 @@ class _Checker:
             _text(sig.signatureKey, f"signature {i} key", self.name)
             if not 0 <= int(sig.subgraphIndex) < len(m.subgraphs):
                 self.fail(f"corrupt model (signature {i} refers to subgraph {sig.subgraphIndex})")
-            n = len(m.subgraphs[sig.subgraphIndex].tensors or [])
-            for tm in list(sig.inputs or []) + list(sig.outputs or []):
-                _text(tm.name, f"signature {i} tensor name", self.name)
-                if not 0 <= int(tm.tensorIndex) < n:
-                    self.fail(f"corrupt model (signature {i} refers to tensor {tm.tensorIndex} of {n})")
+            sg = m.subgraphs[sig.subgraphIndex]
+            for what, maps, ends in (("input", sig.inputs, sg.inputs), ("output", sig.outputs, sg.outputs)):
+                for tm in maps or []:
+                    _text(tm.name, f"signature {i} tensor name", self.name)
+                    if int(tm.tensorIndex) not in _ints(ends):
+                        self.fail(f"corrupt model (signature {i} {what} is tensor {tm.tensorIndex}, "
+                                  f"not a subgraph {what})")
         self.main_subgraph(m.subgraphs[0])
 
     def subgraph_indices(self, k: int, sg, n_buffers: int) -> None:

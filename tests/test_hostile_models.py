@@ -152,6 +152,8 @@ CASES = {
         + [_first_conv_output(m).shape[3]]), "give"),
     "constant marked variable": (RESIDUAL, lambda m: _set(_conv_filter(m), isVariable=True), "marked variable"),
     "INT8 op writing FLOAT32": (RESIDUAL, lambda m: _set(_first_conv_output(m), type=0), "writes FLOAT32"),
+    "signature naming an inner tensor": (RESIDUAL, lambda m: _set(m.signatureDefs[0].inputs[0], tensorIndex=3),
+                                         "signature 0 input"),
 }
 
 
