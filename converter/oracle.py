@@ -112,12 +112,21 @@ def run(model_bytes: bytes, inputs: list, num_outputs: int, keep_tensors=()) -> 
 
 def _run(model_bytes: bytes, inputs: list, num_outputs: int, keep_tensors=()) -> Run:
     it = _interpreter(model_bytes, preserve=bool(keep_tensors))
-    for i, x in enumerate(inputs):
-        it.set_input(x, i)
-    it.invoke()
+    _invoke(it, inputs)
     outputs = [np.array(it.get_output(i)) for i in range(num_outputs)]
     tensors = {t: np.array(it.GetTensor(t, 0)["tensor_data"]) for t in keep_tensors}
     return Run(outputs, tensors)
+
+
+def _invoke(it, inputs) -> None:
+    """Set the inputs and invoke; what TFLM refuses (shapes, types, a failed Prepare) is the model's fault."""
+    try:
+        for i, x in enumerate(inputs):
+            it.set_input(x, i)
+        it.invoke()
+    except (RuntimeError, ValueError, IndexError, TypeError) as exc:
+        text = str(exc).strip().splitlines()
+        raise ModelError(f"TFLM (tflite-micro wheel) could not run the model: {text[0] if text else type(exc).__name__}") from None
 
 
 def run_batch(model_bytes: bytes, inputs: np.ndarray, input_shape, chunk: int = 256) -> np.ndarray:
@@ -178,9 +187,7 @@ def measure_arena(model_bytes: bytes, inputs: list) -> MeasuredArena:
 
 def _measure_arena(model_bytes: bytes, inputs: list) -> MeasuredArena:
     it = _interpreter(model_bytes, preserve=False)
-    for i, x in enumerate(inputs):
-        it.set_input(x, i)
-    it.invoke()
+    _invoke(it, inputs)
     with captured_c_output() as out:
         it.print_allocations()
     text = out["text"]

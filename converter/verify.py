@@ -93,6 +93,39 @@ def random_inputs(graph, count: int, seed: int = 0) -> list:
     return sets
 
 
+def _check_pair(g_orig, g_patched, stage_tensor: int, patched_stage_tensor: int) -> None:
+    """The patched model must take the original's inputs and stage output, and give its outputs."""
+    def sig(g, ts):
+        return [(g.tensors[t].shape, g.tensors[t].type) for t in ts]
+
+    if sig(g_orig, g_orig.inputs) != sig(g_patched, g_patched.inputs):
+        raise ModelError("the patched model's inputs differ from the original's in shape or type")
+    if sig(g_orig, g_orig.outputs) != sig(g_patched, g_patched.outputs):
+        raise ModelError("the patched model's outputs differ from the original's in shape or type")
+    if sig(g_orig, [stage_tensor]) != sig(g_patched, [patched_stage_tensor]):
+        raise ModelError("the patched model's stage output differs from the original's tensor in shape or type")
+
+
+def _run_engine(engine, options: bytes, op_inputs: list, output_shape) -> np.ndarray:
+    """The stage output by one engine; options that an engine cannot execute are the patched model's fault."""
+    if callable(engine):  # (options, op inputs, output shape) -> stage output
+        return engine(options, op_inputs, output_shape)
+    if engine == "python":
+        try:
+            return reference.run_stage(options, op_inputs)
+        except ModelError:
+            raise
+        except (IndexError, ValueError, KeyError, TypeError, AssertionError, ZeroDivisionError,
+                OverflowError, MemoryError) as exc:
+            raise ModelError(f"the patched model's PATCH_STAGE options cannot be executed "
+                             f"({type(exc).__name__}): corrupt or not made for these tensors") from None
+    from tflm_patch import native
+    try:
+        return native.run_stage(options, op_inputs, output_shape)
+    except native.EngineError as exc:
+        raise ModelError(f"the C++ kernel rejects the patched model's PATCH_STAGE options: {exc}") from None
+
+
 def verify(original_bytes: bytes, patched_bytes: bytes, input_sets: list, engines=("python",)) -> VerifyReport:
     """engines: "python" (reference executor), "cpp" (the C++ engine), or a
     callable (options, op inputs, output shape) -> stage output."""
@@ -114,6 +147,11 @@ def verify(original_bytes: bytes, patched_bytes: bytes, input_sets: list, engine
                              "model: are these two models original and patched?")
         return matches[0]
 
+    for op in stage_ops:
+        _check_pair(g_orig, g_patched, original_tensor(op.outputs[0]), op.outputs[0])
+        if not op.custom_options or any(t < 0 or not g_patched.tensors[t].is_constant for t in op.inputs[1:]):
+            raise ModelError(f"the patched model's PATCH_STAGE at op {op.index} has no options, or inputs after "
+                             "the first that are not constants")
     stages = [(op, original_tensor(op.inputs[0]), original_tensor(op.outputs[0]),
                [g_patched.tensors[t].data for t in op.inputs[1:]]) for op in stage_ops]
     rest, rest_inputs = rest_model(patched_model)
@@ -145,15 +183,6 @@ def verify(original_bytes: bytes, patched_bytes: bytes, input_sets: list, engine
     return report
 
 
-def _run_engine(engine, options: bytes, op_inputs: list, shape) -> np.ndarray:
-    if engine == "python":
-        return reference.run_stage(options, op_inputs)
-    if callable(engine):  # (options, op inputs, output shape) -> stage output
-        return engine(options, op_inputs, shape)
-    from tflm_patch import native
-    return native.run_stage(options, op_inputs, shape)
-
-
 def _difference(got: np.ndarray, expected: np.ndarray) -> str:
     if got.size != expected.size:
         return f"has shape {list(got.shape)}, TFLM's {list(expected.shape)}"
@@ -164,3 +193,60 @@ def _difference(got: np.ndarray, expected: np.ndarray) -> str:
 def require_identical(report: VerifyReport) -> None:
     if not report.identical:
         raise VerifyError(f"patched model is NOT bit-identical: {report.first_difference}")
+
+
+class PatchedRunner:
+    """Runs a patched model: PATCH_STAGE ops in an engine, every run of other ops between them in TFLM.
+
+    Each run of ops becomes a small model (built once) whose inputs are the tensors it reads from
+    before it and whose outputs are the tensors read after it or given by the model.
+    """
+
+    def __init__(self, patched_model, stage_fn):
+        """stage_fn(op, stage input array) -> stage output array, for a PATCH_STAGE op of build_graph."""
+        self.graph = build_graph(patched_model)
+        self.stage_fn = stage_fn
+        g = self.graph
+        stage_ops = {op.index for op in patch_ops(g)}
+        self.steps = []
+        run: list = []
+        for op in g.ops + [None]:
+            if op is not None and op.index not in stage_ops:
+                run.append(op.index)
+                continue
+            if run:
+                self.steps.append(("tflm",) + self._segment(patched_model, run))
+                run = []
+            if op is not None:
+                self.steps.append(("stage", op))
+
+    def _segment(self, patched_model, indices: list) -> tuple:
+        g = self.graph
+        inside = set(indices)
+        produced = {t for i in indices for t in g.ops[i].outputs}
+        reads = []
+        for i in indices:
+            for t in g.ops[i].inputs:
+                if t >= 0 and t not in produced and not g.tensors[t].is_constant and t not in reads:
+                    reads.append(t)
+        later = {t for op in g.ops if op.index not in inside and op.index > max(indices) for t in op.inputs}
+        writes = [t for t in sorted(produced) if t in later or t in g.outputs]
+        model = copy.deepcopy(patched_model)
+        sg = model.subgraphs[0]
+        sg.operators = [sg.operators[i] for i in indices]
+        sg.inputs, sg.outputs = list(reads), list(writes)
+        model.signatureDefs = []
+        drop_unused_opcodes(model)
+        return model_io.serialize_model(model), reads, writes
+
+    def run(self, inputs: list) -> list:
+        values = dict(zip(self.graph.inputs, inputs))
+        for step in self.steps:
+            if step[0] == "stage":
+                op = step[1]
+                values[op.outputs[0]] = self.stage_fn(op, values[op.inputs[0]])
+            else:
+                _, model, reads, writes = step
+                result = oracle.run(model, [values[t] for t in reads], len(writes))
+                values.update(zip(writes, result.outputs))
+        return [values[t] for t in self.graph.outputs]

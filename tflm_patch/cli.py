@@ -89,7 +89,8 @@ def _require_int8_model(graph, path: str) -> None:
                              "int8, uint8 or float32 inputs around an int8 body (full-integer quantization)")
 
 
-def print_table(rows, out=sys.stdout) -> None:
+def print_table(rows, out=None) -> None:
+    out = out if out is not None else sys.stdout
     cells = [(",".join(_shape(s) for s in r.input_shapes) or "-", ",".join(_shape(s) for s in r.output_shapes) or "-")
              for r in rows]
     wn = max([20] + [len(r.name) for r in rows])

@@ -250,34 +250,31 @@ def predict_int8(tflite_bytes: bytes, images) -> np.ndarray:
 def predict_patched(patched_bytes: bytes, images, engine: str = "python") -> np.ndarray:
     """Run a patched model on every image; (N, outputs) int8, as :func:`predict_int8`.
 
-    ``PATCH_STAGE`` runs in tflm-patch's reference executor (``engine="python"``)
-    or the C++ kernel built on the host (``engine="cpp"``); the rest of the
-    model (a tail model whose input is the stage output) runs in TFLM.
+    Every ``PATCH_STAGE`` runs in tflm-patch's reference executor (``engine="python"``)
+    or the C++ kernel built on the host (``engine="cpp"``); the runs of other
+    ops between them run in TFLM.
     """
     patched_model = model_io.parse_model(bytes(patched_bytes), "patched model")
     graph = build_graph(patched_model)
     tin, tout = _io(graph, "patched model")
-    op = verify_mod._patch_op(graph)
-    if op.inputs[0] != graph.inputs[0]:
-        raise ModelError("the patched model's PATCH_STAGE does not read the model input")
     x = quantize_inputs(bytes(patched_bytes), images)
-    constants = [graph.tensors[t].data for t in op.inputs[1:]]
-    stage_shape = tuple(graph.tensors[op.outputs[0]].shape)
     if engine == "python":
-        plan = options_mod.decode(op.custom_options)
+        plans = {}
 
-        def stage(img):
-            return reference.run_plan(plan, [img] + constants)
+        def stage(op, value):
+            if op.index not in plans:
+                plans[op.index] = options_mod.decode(op.custom_options)
+            return reference.run_plan(plans[op.index], [value] + [graph.tensors[t].data for t in op.inputs[1:]])
     elif engine == "cpp":
         from . import native
 
-        def stage(img):
-            return native.run_stage(op.custom_options, [img] + constants, stage_shape)
+        def stage(op, value):
+            return native.run_stage(op.custom_options, [value] + [graph.tensors[t].data for t in op.inputs[1:]],
+                                    tuple(graph.tensors[op.outputs[0]].shape))
     else:
         raise ModelError(f"engine must be 'python' or 'cpp' (got {engine!r})")
-    stage_out = np.stack([np.asarray(stage(img.reshape(tin.shape))).reshape(stage_shape) for img in x])
-    tail = verify_mod.tail_model_bytes(patched_model)
-    out = oracle.run_batch(tail, stage_out, stage_shape)
+    runner = verify_mod.PatchedRunner(patched_model, stage)
+    out = np.stack([np.asarray(runner.run([img.reshape(tin.shape)])[0]) for img in x])
     return out.reshape((len(x),) + tuple(d for d in tout.shape[1:]))
 
 
