@@ -29,7 +29,7 @@ if ROOT not in sys.path:
 import numpy as np  # noqa: E402
 
 from tests.random_stages import build, uneven_cuts, wide_stage_spec  # noqa: E402
-from tflm_patch.converter import arena, model_io, planner, rewrite, verify  # noqa: E402
+from tflm_patch.converter import arena, model_io, planner, rewrite, stage_cost, verify  # noqa: E402
 from tflm_patch.converter.errors import TflmPatchError  # noqa: E402
 from tflm_patch.converter.graph import build_graph  # noqa: E402
 from tflm_patch.converter.stage import select_stage  # noqa: E402
@@ -52,11 +52,17 @@ def run_case(i: int, seed: int, inputs: int = 2) -> dict:
         return {"case": i, "outcome": "no stage", "reason": str(exc), "spec": spec}
     h, w = stage.layers[-1].out_shape[:2]
     rows, cols = uneven_cuts(rng, h), uneven_cuts(rng, w)
-    plan = planner.evaluate(graph, stage, rows, cols, arena.plan_arena(graph).head_bytes)
+    input_shape = tuple(graph.tensors[stage.input_tensor].shape[1:])
+    cache_rows, cache_cols = planner.CACHE_MODES[int(rng.integers(len(planner.CACHE_MODES)))]
+    opt = stage_cost.option(stage, input_shape, rows, cols, cache_rows and len(rows) > 2, cache_cols and len(cols) > 2)
+    if opt is None:  # regions not separable: halos recomputed
+        opt = stage_cost.option(stage, input_shape, rows, cols)
+    sp = stage_cost.materialize(opt)
+    plan = planner.Plan([sp], arena.plan_arena(graph).head_bytes, planner.predict(graph, [sp]).head_bytes)
     patched = model_io.serialize_model(rewrite.rewrite_model(model, plan, "fuzz"))
     report = verify.verify(data, patched, verify.random_inputs(graph, inputs, seed=i % 1000), engines=ENGINES)
     return {"case": i, "outcome": "identical" if report.identical else "MISMATCH", "spec": spec,
-            "grid": [rows, cols], "layers": len(stage.layers), "input": list(spec["input"]),
+            "grid": [rows, cols], "caching": sp.caching, "layers": len(stage.layers), "input": list(spec["input"]),
             "detail": report.first_difference}
 
 
@@ -75,6 +81,7 @@ def campaign(cases: int, seed: int, start: int = 0, save_dir: str | None = None,
             features["max_layers"] = max(features["max_layers"], r["layers"])
             features["max_image"] = max(features["max_image"], max(spec["input"][:2]))
             features["uneven_grids"] += any(len({b - a for a, b in zip(g, g[1:])}) > 1 for g in r["grid"])
+            features[f"halos_{r['caching']}"] += 1
             for s in spec["layers"]:
                 if s.get("stride") == 3:
                     features["stride3_layers"] += 1
