@@ -41,12 +41,14 @@ def test_total_equals_the_wheel_on_random_models(spec):
 
 
 # arena_used_bytes() measured in real TFLM builds (host: reference kernels at the pinned TFLM commit,
-# x86-64; Cortex-M4: QEMU mps2-an386), stock and patched with the default plan (README tables).
+# x86-64, benchmarks/bench_tflm.py; Cortex-M4: QEMU mps2-an386), stock and patched with the default plan
+# (--max-mac-overhead 1.05, README tables). The Cortex-M4 reference build was measured stock only for
+# today's plans (None: not measured).
 HOST_MEASURED = {
-    "residual_add": (49_408, 26_672, 48_548, 25_940),
-    "mobilenetv2_035_96": (210_000, 131_952, 204_708, 126_820),
-    "mobilenetv2_035_144": (382_800, 194_400, 377_508, 189_428),
-    "pooling_pad": (21_568, 13_504, None, None),
+    "residual_add": (49_408, 27_632, 48_548, None),
+    "mobilenetv2_035_96": (210_000, 116_528, 204_708, None),
+    "mobilenetv2_035_144": (382_800, 160_848, 377_508, None),
+    "pooling_pad": (21_568, 13_904, None, None),
 }
 
 
@@ -54,7 +56,7 @@ HOST_MEASURED = {
 def test_total_equals_real_tflm_builds_stock_and_patched(name):
     model = model_io.load_model(os.path.join(MODELS_DIR, f"{name}.tflite"))
     graph = build_graph(model)
-    plan = planner.make_plan(graph, max_mac_overhead=1.3)
+    plan = planner.make_plan(graph, max_mac_overhead=1.05)
     patched = build_graph(model_io.parse_model(model_io.serialize_model(rewrite.rewrite_model(model, plan, "t"))))
     got = []
     for abi in ("host64", "cortex_m"):
@@ -63,16 +65,18 @@ def test_total_equals_real_tflm_builds_stock_and_patched(name):
     host_stock, host_patched, m4_stock, m4_patched = HOST_MEASURED[name]
     assert got[:2] == [host_stock, host_patched]
     if m4_stock is not None:
-        assert got[2:] == [m4_stock, m4_patched]
+        assert got[2] == m4_stock
+    if m4_patched is not None:
+        assert got[3] == m4_patched
 
 
 # arena_used_bytes() measured on the Cortex-M4 (QEMU mps2-an386) with TFLM's CMSIS-NN kernels (DSP code
 # paths), stock and patched with plans made for that build (--kernels cmsis_nn), README table.
 CMSIS_NN_M4_MEASURED = {
-    "residual_add": (48_596, 25_972),
-    "mobilenetv2_035_96": (204_756, 126_852),
-    "mobilenetv2_035_144": (377_556, 190_148),
-    "pooling_pad": (20_948, 12_772),
+    "residual_add": (48_596, 26_868),
+    "mobilenetv2_035_96": (204_756, 112_068),
+    "mobilenetv2_035_144": (377_556, 156_596),
+    "pooling_pad": (20_948, 13_092),
 }
 
 
@@ -80,7 +84,7 @@ CMSIS_NN_M4_MEASURED = {
 def test_total_equals_the_cortex_m4_cmsis_nn_build(name):
     model = model_io.load_model(os.path.join(MODELS_DIR, f"{name}.tflite"))
     graph = build_graph(model)
-    plan = planner.make_plan(graph, max_mac_overhead=1.3, kernels="cmsis_nn")
+    plan = planner.make_plan(graph, max_mac_overhead=1.05, kernels="cmsis_nn")
     patched = build_graph(model_io.parse_model(model_io.serialize_model(rewrite.rewrite_model(model, plan, "t"))))
     got = tuple(persistent.predict_arena_used(g, abi="cortex_m", kernels="cmsis_nn").total_bytes
                 for g in (graph, patched))
@@ -145,7 +149,7 @@ def test_cli_prints_the_total_before_and_after(tmp_path):
     assert "total 49,680 bytes (matches the prediction)" in out
     code, out, err = run_cli("convert", path, "-o", tmp_path / "p.tflite", "--verify-inputs", "0")
     assert code == 0, err
-    assert "arena_used_bytes() host             49,408          26,672" in out
+    assert "arena_used_bytes() host             49,408          27,632" in out
 
 
 def test_report_gives_the_total_before_and_after(tmp_path):
@@ -155,9 +159,9 @@ def test_report_gives_the_total_before_and_after(tmp_path):
     assert run_cli("convert", src, "-o", patched, "--verify-inputs", "0")[0] == 0
     code, out, err = run_cli("report", src, patched, "-o", tmp_path / "r")
     assert code == 0, err
-    assert "arena_used_bytes() 49,408 -> 26,672 bytes" in out
+    assert "arena_used_bytes() 49,408 -> 27,632 bytes" in out
     md = (tmp_path / "r" / "report.md").read_text()
-    assert "\ntotal: arena_used_bytes() | 49,408 | 26,672\n" in md and "\npersistent | 3,328 | 3,632\n" in md
+    assert "\ntotal: arena_used_bytes() | 49,408 | 27,632\n" in md and "\npersistent | 3,328 | 4,592\n" in md
 
 
 def _other_op_models():

@@ -87,6 +87,10 @@ def _require_int8_model(graph, path: str) -> None:
         if tensor.type_name not in ("INT8", "UINT8", "FLOAT32"):
             raise ModelError(f"{path}: input {tensor.name!r} is {tensor.type_name}; tflm-patch takes models with "
                              "int8, uint8 or float32 inputs around an int8 body (full-integer quantization)")
+    if not any(t.type_name == "INT8" and not t.is_constant for t in graph.tensors):
+        kind = graph.tensors[graph.inputs[0]].type_name if graph.inputs else "?"
+        raise ModelError(f"{path}: no int8 activations (input is {kind}): a float model; convert with "
+                         "full-integer int8 quantization (a representative dataset)")
 
 
 def print_table(rows, out=None) -> None:
