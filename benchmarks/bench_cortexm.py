@@ -36,7 +36,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("models", nargs="*")
-    ap.add_argument("--max-mac-overhead", type=float, default=1.3)
+    ap.add_argument("--max-mac-overhead", type=float, default=1.05)
     ap.add_argument("--invokes", type=int, default=1, help="Invoke() calls per run; all must count the same")
     ap.add_argument("--timeout", type=float, default=cortexm.DEFAULT_TIMEOUT, help="seconds per QEMU run")
     ap.add_argument("--kernels", choices=(tflm_host.REFERENCE, tflm_host.CMSIS_NN),

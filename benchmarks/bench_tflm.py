@@ -33,7 +33,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("models", nargs="*")
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--max-mac-overhead", type=float, default=1.3)
+    ap.add_argument("--max-mac-overhead", type=float, default=1.05)
     args = ap.parse_args(argv)
     builds, why = tflm_host.find_tflm_builds()
     if not builds:

@@ -3,11 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import arena
+from . import arena, stage_cost
 from .graph import Graph
 from .layers import Unsupported, lower_op
 from .options import CUSTOM_CODE, decode
-from .regions import area, grid_tiles, patch_regions
 from .schema import BuiltinOperator
 
 
@@ -50,10 +49,7 @@ def patch_stage_scratch(graph: Graph) -> dict:
 
 def op_macs(graph: Graph, op) -> int:
     if op.opcode == BuiltinOperator.CUSTOM and op.custom_code == CUSTOM_CODE and op.custom_options:
-        plan = decode(op.custom_options)
-        return sum(sum(area(r) * layer.macs_per_output_pixel() for layer, r in
-                       zip(plan.layers, patch_regions(plan.layers, tile)[0]))
-                   for tile in grid_tiles(plan.grid_rows, plan.grid_cols))
+        return stage_cost.plan_macs(decode(op.custom_options))
     if op.opcode == BuiltinOperator.FULLY_CONNECTED:
         w = graph.tensors[op.inputs[1]]
         out = graph.tensors[op.outputs[0]]

@@ -30,6 +30,7 @@ class PlannedBuffer:
     first: int          # first allocation scope (0 = before the first op)
     last: int
     offset: int = -1
+    offline: int = -1   # an offline-planned offset (OfflineMemoryAllocation metadata), -1 = online
 
 
 @dataclass
@@ -104,14 +105,19 @@ def greedy_plan(buffers: list) -> int:
     """Assign offsets like GreedyMemoryPlanner; return the maximum memory size."""
     if not buffers:
         return 0
-    # Online buffers enter the sort array from the tail: reversed order, then a
-    # stable descending sort (TFLM's bubble sort swaps only on strictly smaller).
-    order = sorted(reversed(range(len(buffers))), key=lambda i: -buffers[i].size)
+    # Offline-planned buffers come first, in request order, at their offsets. Online buffers
+    # enter the sort array from the tail: reversed order, then a stable descending sort (TFLM's
+    # bubble sort swaps only on strictly smaller).
+    offline = [i for i, b in enumerate(buffers) if b.offline >= 0]
+    online = [i for i, b in enumerate(buffers) if b.offline < 0]
+    order = offline + sorted(reversed(online), key=lambda i: -buffers[i].size)
     placed = []  # (offset, index), kept sorted by offset, ties in insertion order
     for n, i in enumerate(order):
         want = buffers[i]
         candidate = 0
-        if n > 0:
+        if want.offline >= 0:
+            candidate = want.offline
+        elif n > 0:
             for offset, j in placed:
                 other = buffers[j]
                 if other.first > want.last or want.first > other.last:
@@ -129,11 +135,22 @@ def greedy_plan(buffers: list) -> int:
     return max(b.offset + b.size for b in buffers)
 
 
-def plan_arena(graph: Graph, extra_scratch: dict | None = None) -> ArenaPlan:
-    """Predict TFLM's plan for a graph; extra_scratch adds custom ops' requests."""
+def scratch_requests(graph: Graph, extra_scratch: dict | None = None) -> dict:
+    """Every op's scratch buffer requests: the builtin kernels' plus extra_scratch (custom ops)."""
     requests = builtin_scratch_requests(graph)
     for op_index, sizes in (extra_scratch or {}).items():
         requests[op_index] = list(sizes)
-    buffers = allocation_lifetimes(graph, requests)
+    return requests
+
+
+def plan_arena(graph: Graph, extra_scratch: dict | None = None, offline_offsets: dict | None = None) -> ArenaPlan:
+    """Predict TFLM's plan for a graph; extra_scratch adds custom ops' requests;
+    offline_offsets (tensor index -> offset) replays an OfflineMemoryAllocation plan."""
+    buffers = allocation_lifetimes(graph, scratch_requests(graph, extra_scratch))
+    if offline_offsets is None:
+        offline_offsets = graph.offline_offsets
+    for b in buffers:
+        if offline_offsets and b.label.startswith("t") and offline_offsets.get(int(b.label[1:]), -1) >= 0:
+            b.offline = offline_offsets[int(b.label[1:])]
     head = greedy_plan(buffers)
     return ArenaPlan(buffers, head)

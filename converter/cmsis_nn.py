@@ -79,20 +79,37 @@ def band_bytes(layer, in_shape: tuple, band: tuple) -> int:
     return staging + context_bytes(layer, in_shape[2], band)
 
 
-def workspace_bytes(layers: list, grid_rows: list, grid_cols: list, input_shape: tuple) -> int:
-    """The largest workspace one CMSIS-NN call of the stage needs, over all patches."""
+def _tiles(grid_rows: list, grid_cols: list):
+    for r in range(len(grid_rows) - 1):
+        for c in range(len(grid_cols) - 1):
+            yield r, c, (grid_rows[r], grid_rows[r + 1], grid_cols[c], grid_cols[c + 1])
+
+
+def workspace_bytes(layers: list, grid_rows: list, grid_cols: list, input_shape: tuple, geo=None) -> int:
+    """The largest workspace one CMSIS-NN call of the stage needs, over all patches.
+
+    With cached halos (`geo`, halo_cache.CacheGeometry) a layer computes only
+    its new rows and columns: the box N x M inside its region."""
     most = 0
     last = len(layers) - 1
-    for tile in grid_tiles(grid_rows, grid_cols):
-        regions, _ = patch_regions(layers, tile)
+    for r, c, tile in _tiles(grid_rows, grid_cols):
+        if geo is None:
+            regions, _ = patch_regions(layers, tile)
+        else:
+            regions = [geo.rows[r][i] + geo.cols[c][i] for i in range(last)] + [tile]
         for i, layer in enumerate(layers):
             if layer.op not in WINDOW_OPS or is_empty(regions[i]):
                 continue
+            box = regions[i]
+            if geo is not None and i != last:
+                box = geo.new_rows(i)[r] + geo.new_cols(i)[c]
+                if is_empty(box):
+                    continue
             src = layer.inputs[0]
             src_region = regions[src] if src != STAGE_INPUT else None
             in_view = (0, input_shape[1]) if src == STAGE_INPUT else (src_region[2], src_region[3] - src_region[2])
             out_view = (0, layer.out_shape[1]) if i == last else (regions[i][2], regions[i][3] - regions[i][2])
-            cut = bands(layer, layer.in_shapes[0], in_view, regions[i], out_view)
+            cut = bands(layer, layer.in_shapes[0], in_view, box, out_view)
             for band in cut or ():
                 most = max(most, band_bytes(layer, layer.in_shapes[0], band))
     return most

@@ -79,6 +79,8 @@ class Graph:
     outputs: list
     producer: dict = field(default_factory=dict)   # tensor -> op index
     consumers: dict = field(default_factory=dict)  # tensor -> [op index]
+    offline_offsets: dict | None = None  # tensor -> offset, from OfflineMemoryAllocation metadata
+    offline_error: str | None = None     # why that metadata is unusable (TFLM would refuse the model)
 
     def activation_tensors(self):
         return [t for t in self.tensors if not t.is_constant]
@@ -124,6 +126,10 @@ def build_graph(model: "schema.ModelT") -> Graph:
                       op.builtinOptions,
                       bytes(np.asarray(op.customOptions, dtype=np.uint8)) if op.customOptions is not None else None))
     g = Graph(tensors, ops, [int(x) for x in sg.inputs], [int(x) for x in sg.outputs])
+    try:
+        g.offline_offsets = _offline_offsets(model, len(tensors))
+    except ModelError as exc:
+        g.offline_error = str(exc)
     for op in ops:
         for t in op.outputs:
             g.producer[t] = op.index
@@ -131,3 +137,18 @@ def build_graph(model: "schema.ModelT") -> Graph:
             if t >= 0:
                 g.consumers.setdefault(t, []).append(op.index)
     return g
+
+
+def _offline_offsets(model, num_tensors: int) -> dict | None:
+    """The OfflineMemoryAllocation metadata TFLM honours: int32 [1, 0, n, offset per tensor]."""
+    for m in model.metadata or []:
+        name = m.name.decode() if isinstance(m.name, bytes) else m.name
+        if name != "OfflineMemoryAllocation" or m.buffer >= len(model.buffers or []):
+            continue
+        raw = model.buffers[m.buffer].data
+        raw = bytes(np.asarray(raw if raw is not None else [], np.uint8))
+        words = np.frombuffer(raw[:len(raw) // 4 * 4], dtype="<i4")
+        if len(words) < 3 or int(words[2]) != num_tensors or len(words) < 3 + num_tensors:
+            raise ModelError("its OfflineMemoryAllocation metadata does not match its tensors (TFLM refuses it)")
+        return {i: int(v) for i, v in enumerate(words[3:3 + num_tensors]) if v >= 0}
+    return None

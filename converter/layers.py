@@ -47,6 +47,10 @@ class Layer:
     bias: int = -1
     buffer_offset: int = 0
     buffer_bytes: int = 0
+    row_cache_offset: int = 0         # format version 2 (cached halos)
+    row_cache_bytes: int = 0
+    col_cache_offset: int = 0
+    col_cache_bytes: int = 0
     # converter-side only
     op_index: int = -1
     filter_tensor: int = -1           # graph tensor indices

@@ -1,4 +1,4 @@
-"""Read a .tflite file into the schema's object API, and write one atomically."""
+"""Read a .tflite file into the schema's object API (validated), and write one atomically."""
 from __future__ import annotations
 
 import os
@@ -8,6 +8,7 @@ import flatbuffers
 
 from .errors import ModelError
 from .schema import schema
+from .validate_model import validate_model
 
 FILE_IDENTIFIER = b"TFL3"
 
@@ -34,20 +35,7 @@ def parse_model(data: bytes, name: str = "model") -> "schema.ModelT":
         model = schema.ModelT.InitFromObj(root)
     except Exception as exc:  # the flatbuffers runtime raises many types on bad bytes
         raise ModelError(f"{name}: truncated or corrupt TFLite flatbuffer ({type(exc).__name__})") from None
-    if not model.subgraphs:
-        raise ModelError(f"{name}: model has no subgraph")
-    sg = model.subgraphs[0]
-    n_tensors = len(sg.tensors or [])
-    n_buffers = len(model.buffers or [])
-    for op in sg.operators or []:
-        for t in list(op.inputs if op.inputs is not None else []) + list(op.outputs if op.outputs is not None else []):
-            if t >= n_tensors:
-                raise ModelError(f"{name}: corrupt model (operator refers to tensor {t} of {n_tensors})")
-        if op.opcodeIndex >= len(model.operatorCodes or []):
-            raise ModelError(f"{name}: corrupt model (bad operator code index {op.opcodeIndex})")
-    for t in sg.tensors or []:
-        if t.buffer >= n_buffers:
-            raise ModelError(f"{name}: corrupt model (tensor refers to buffer {t.buffer} of {n_buffers})")
+    validate_model(model, name, len(data))
     return model
 
 
@@ -84,3 +72,39 @@ def write_atomically(path: str, data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _nearest_existing(directory: str) -> str:
+    while not os.path.exists(directory):
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            break
+        directory = parent
+    return directory
+
+
+def _check_directory_can_hold(path: str, directory: str) -> None:
+    existing = _nearest_existing(directory)
+    if not os.path.isdir(existing):
+        raise ModelError(f"{path}: cannot write there ({existing} is not a directory)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ModelError(f"{path}: cannot write there (directory {existing} is not writable)")
+
+
+def check_output_file(path: str) -> None:
+    """Refuse, before any work, an output path a file cannot be written to.
+
+    Missing directories on the way are fine (write_atomically creates them)
+    if the nearest existing one is a writable directory."""
+    if os.path.isdir(path):
+        raise ModelError(f"{path}: is a directory (give a file name)")
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise ModelError(f"{path}: exists and is not writable")
+    _check_directory_can_hold(path, os.path.dirname(os.path.abspath(path)))
+
+
+def check_output_directory(path: str) -> None:
+    """Refuse, before any work, a path that cannot be (or become) a writable directory."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ModelError(f"{path}: exists and is not a directory")
+    _check_directory_can_hold(path, os.path.abspath(path))

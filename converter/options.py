@@ -1,4 +1,4 @@
-"""Encode and decode the PATCH_STAGE custom options (a FlexBuffer map, version 1).
+"""Encode and decode the PATCH_STAGE custom options (a FlexBuffer map, version 1 or 2).
 
 The field list is the contract in docs/patch_stage_format.md.
 """
@@ -11,7 +11,8 @@ from flatbuffers import flexbuffers
 from .errors import ModelError
 from .layers import ADD, AVG_POOL, CONV, DEPTHWISE, MAX_POOL, PAD, STAGE_INPUT, Layer
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1           # plans without cached halos
+CACHED_FORMAT_VERSION = 2    # plans with cache_rows or cache_cols
 CUSTOM_CODE = "PATCH_STAGE"
 
 
@@ -24,10 +25,12 @@ class StagePlan:
     input_shape: tuple
     scratch_bytes: int
     workspace_bytes: int = 0   # tail of scratch_bytes reserved for CMSIS-NN (optional key)
+    cache_rows: bool = False   # version 2: keep the rows shared with the tile row below
+    cache_cols: bool = False   # version 2: keep the columns shared with the tile to the right
 
     @property
-    def num_patches(self) -> int:
-        return (len(self.grid_rows) - 1) * (len(self.grid_cols) - 1)
+    def version(self) -> int:
+        return CACHED_FORMAT_VERSION if self.cache_rows or self.cache_cols else FORMAT_VERSION
 
 
 def _has_geometry(op: int) -> bool:
@@ -43,7 +46,11 @@ def encode(plan: StagePlan) -> bytes:
         b.TypedVectorFromElements([int(v) for v in values], ints)
 
     with b.Map():
-        b.Int("version", FORMAT_VERSION)
+        b.Int("version", plan.version)
+        if plan.cache_rows:
+            b.Int("cache_rows", 1)
+        if plan.cache_cols:
+            b.Int("cache_cols", 1)
         vec("grid_rows", plan.grid_rows)
         vec("grid_cols", plan.grid_cols)
         vec("input_shape", plan.input_shape)
@@ -59,6 +66,12 @@ def encode(plan: StagePlan) -> bytes:
                     if i < len(plan.layers) - 1:
                         b.Int("buffer_offset", int(layer.buffer_offset))
                         b.Int("buffer_bytes", int(layer.buffer_bytes))
+                        if plan.cache_rows:
+                            b.Int("row_cache_offset", int(layer.row_cache_offset))
+                            b.Int("row_cache_bytes", int(layer.row_cache_bytes))
+                        if plan.cache_cols:
+                            b.Int("col_cache_offset", int(layer.col_cache_offset))
+                            b.Int("col_cache_bytes", int(layer.col_cache_bytes))
                     vec("in_zp", layer.in_zp)
                     b.Int("out_zp", int(layer.out_zp))
                     if layer.op != PAD:
@@ -103,8 +116,15 @@ def decode(data: bytes) -> StagePlan:
     if not isinstance(root, dict):
         raise ModelError("PATCH_STAGE options: root is not a map")
     version = _get(root, "version", int, "root")
-    if version != FORMAT_VERSION:
-        raise ModelError(f"PATCH_STAGE options: format version {version}, this tool reads {FORMAT_VERSION}")
+    if version not in (FORMAT_VERSION, CACHED_FORMAT_VERSION):
+        raise ModelError(f"PATCH_STAGE options: format version {version}, this tool reads "
+                         f"{FORMAT_VERSION} and {CACHED_FORMAT_VERSION}")
+    flags = {}
+    for key in ("cache_rows", "cache_cols"):
+        value = _get(root, key, int, "root") if key in root and version >= CACHED_FORMAT_VERSION else 0
+        if value not in (0, 1):
+            raise ModelError(f"PATCH_STAGE options: root '{key}' is {value}, not 0 or 1")
+        flags[key] = bool(value)
     input_shape = tuple(_get(root, "input_shape", list, "root"))
     raw_layers = root.get("layers")
     if not isinstance(raw_layers, list) or not raw_layers or not all(isinstance(x, dict) for x in raw_layers):
@@ -124,6 +144,12 @@ def decode(data: bytes) -> StagePlan:
         if i < len(raw_layers) - 1:
             layer.buffer_offset = _get(d, "buffer_offset", int, where)
             layer.buffer_bytes = _get(d, "buffer_bytes", int, where)
+            if flags["cache_rows"]:
+                layer.row_cache_offset = _get(d, "row_cache_offset", int, where)
+                layer.row_cache_bytes = _get(d, "row_cache_bytes", int, where)
+            if flags["cache_cols"]:
+                layer.col_cache_offset = _get(d, "col_cache_offset", int, where)
+                layer.col_cache_bytes = _get(d, "col_cache_bytes", int, where)
         if op != PAD:
             layer.act = tuple(_get(d, "act", list, where))
         if _has_geometry(op):
@@ -146,4 +172,4 @@ def decode(data: bytes) -> StagePlan:
         layers.append(layer)
     workspace = _get(root, "workspace_bytes", int, "root") if "workspace_bytes" in root else 0
     return StagePlan(layers, _get(root, "grid_rows", list, "root"), _get(root, "grid_cols", list, "root"),
-                     input_shape, _get(root, "scratch_bytes", int, "root"), workspace)
+                     input_shape, _get(root, "scratch_bytes", int, "root"), workspace, **flags)

@@ -24,6 +24,23 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import ModelError
+from .schema import BuiltinOperator
+
+
+# Custom ops the wheel's op resolver registers besides TFLite's builtins (read from its library).
+TFLM_CUSTOM_OPS = frozenset({
+    "TFLite_Detection_PostProcess", "SignalDelay", "SignalEnergy", "SignalFftAutoScale", "SignalFilterBank",
+    "SignalFilterBankLog", "SignalFilterBankSpectralSubtraction", "SignalFilterBankSquareRoot", "SignalFramer",
+    "SignalIrfft", "SignalOverlapAdd", "SignalPCAN", "SignalRfft", "SignalStacker", "SignalWindow",
+})
+
+
+def require_known_ops(graph, hint: str = "", allow=()) -> None:
+    """ModelError naming the first custom op TFLM's op resolver cannot run (an Ethos-U op, say)."""
+    for op in graph.ops:
+        if op.opcode == BuiltinOperator.CUSTOM and op.custom_code not in TFLM_CUSTOM_OPS and op.custom_code not in allow:
+            raise ModelError(f"op {op.index} is custom op {op.custom_code or ''!r}, which TFLM's op resolver "
+                             f"does not know{hint}")
 
 
 def _runtime():
@@ -34,7 +51,9 @@ def _runtime():
 def _interpreter(model_bytes: bytes, preserve: bool):
     rt = _runtime()
     config = rt.InterpreterConfig.kPreserveAllTensors if preserve else rt.InterpreterConfig.kAllocationRecording
-    arena = max(1 << 20, len(model_bytes) * 10)
+    # A multiple of 16: the arena's end is then 16-byte aligned, as in firmware (alignas(16)), so
+    # the persistent tail measured is the one persistent.py predicts.
+    arena = (max(1 << 20, len(model_bytes) * 10) + 15) // 16 * 16
     try:
         return rt.Interpreter.from_bytes(model_bytes, arena_size=arena, intrepreter_config=config)
     except Exception as exc:
@@ -93,12 +112,21 @@ def run(model_bytes: bytes, inputs: list, num_outputs: int, keep_tensors=()) -> 
 
 def _run(model_bytes: bytes, inputs: list, num_outputs: int, keep_tensors=()) -> Run:
     it = _interpreter(model_bytes, preserve=bool(keep_tensors))
-    for i, x in enumerate(inputs):
-        it.set_input(x, i)
-    it.invoke()
+    _invoke(it, inputs)
     outputs = [np.array(it.get_output(i)) for i in range(num_outputs)]
     tensors = {t: np.array(it.GetTensor(t, 0)["tensor_data"]) for t in keep_tensors}
     return Run(outputs, tensors)
+
+
+def _invoke(it, inputs) -> None:
+    """Set the inputs and invoke; what TFLM refuses (shapes, types, a failed Prepare) is the model's fault."""
+    try:
+        for i, x in enumerate(inputs):
+            it.set_input(x, i)
+        it.invoke()
+    except (RuntimeError, ValueError, IndexError, TypeError) as exc:
+        text = str(exc).strip().splitlines()
+        raise ModelError(f"TFLM (tflite-micro wheel) could not run the model: {text[0] if text else type(exc).__name__}") from None
 
 
 def run_batch(model_bytes: bytes, inputs: np.ndarray, input_shape, chunk: int = 256) -> np.ndarray:
@@ -159,9 +187,7 @@ def measure_arena(model_bytes: bytes, inputs: list) -> MeasuredArena:
 
 def _measure_arena(model_bytes: bytes, inputs: list) -> MeasuredArena:
     it = _interpreter(model_bytes, preserve=False)
-    for i, x in enumerate(inputs):
-        it.set_input(x, i)
-    it.invoke()
+    _invoke(it, inputs)
     with captured_c_output() as out:
         it.print_allocations()
     text = out["text"]

@@ -1,179 +1,386 @@
-"""Choose the split and the patch grid; size the per-patch buffers.
+"""Choose the stages, their patch grids and their halo caching.
 
-For every candidate stage and grid the planner computes, with the same region
-rules as the kernel, the largest region of every layer over all patches, packs
-those per-patch buffers into one scratch area (TFLM's greedy planner, over the
-layers' lifetimes inside a patch), and predicts the whole patched model's arena
-with arena.py. It keeps the plan with the lowest predicted arena whose MAC
-overhead is within the limit, or, given an SRAM budget, the cheapest plan that
-fits it. Planning for TFLM's CMSIS-NN kernels (kernels="cmsis_nn") reserves
-the kernel's CMSIS-NN workspace (cmsis_nn.py) at the end of the scratch area.
+A plan replaces one or more runs of ops (stages) by PATCH_STAGE ops. Every
+valid stage (from any start to any end, stage.py) gets every grid (rows and
+columns counted independently) and caching mode (none, rows, rows and
+columns), sized by stage_cost.py; the schedules within the MAC limit that no
+other beats on both scratch and MACs are kept. The model is then a path of
+ops: each op costs the bytes alive while it runs, a stage its own plus its
+scratch. A bottleneck search over that path finds, for each bound, the
+least-MAC way through whose every step fits the bound; the least bound and the
+next ones, and the best single stages, are predicted exactly (arena.py, TFLM's
+own planner replayed) and the smallest arena wins. Given an SRAM budget, the
+cheapest of those plans that fits wins.
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from . import arena, cmsis_nn
+from . import arena, cmsis_nn, halo_cache, persistent, stage_cost
 from .errors import NoGainError, PlanError
 from .graph import Graph, Op
-from .options import CUSTOM_CODE, StagePlan
-from .regions import area, even_boundaries, grid_tiles, patch_regions
+from .options import CUSTOM_CODE, encode
+from .regions import even_boundaries
 from .schema import BuiltinOperator
-from .stage import Stage, select_stage
+from .stage import Stage, all_stages, select_stage
+from .stage_cost import StagePatch
 
-BUFFER_ALIGNMENT = 4
-MAX_GRID = 8
+# Grids tried per axis: every count up to 8, then coarser steps; a count never exceeds the axis size.
+GRID_COUNTS = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 24, 32)
+CACHE_MODES = ((False, False), (True, False), (True, True))
+SINGLES = 24           # single-stage plans whose exact arena is predicted besides the searched ones
+MAX_STAGES = 4
 
 
 @dataclass
 class Plan:
-    stage: Stage
-    stage_plan: StagePlan      # what goes into the options (layers carry buffer offsets)
-    macs_original: int         # MACs of the stage computed once
-    macs_patched: int          # MACs with halo recomputation
+    stages: list               # StagePatch, in op order
     arena_before: int          # predicted non-persistent arena, original model
     arena_after: int           # predicted non-persistent arena, patched model
+    total_before: int | None = None  # predicted arena_used_bytes() (64-bit host, reference kernels), if modelled
+    total_after: int | None = None
+    candidates: list = field(default_factory=list, repr=False)  # (arena, macs) of plans met in the search
+
+    # The first stage, for single-stage callers.
+    @property
+    def stage(self) -> Stage:
+        return self.stages[0].stage
+
+    @property
+    def stage_plan(self):
+        return self.stages[0].stage_plan
 
     @property
     def grid(self) -> tuple:
-        return len(self.stage_plan.grid_rows) - 1, len(self.stage_plan.grid_cols) - 1
+        return self.stages[0].grid
+
+    @property
+    def macs_original(self) -> int:
+        return sum(s.macs_original for s in self.stages)
+
+    @property
+    def macs_patched(self) -> int:
+        return sum(s.macs_patched for s in self.stages)
 
     @property
     def mac_overhead(self) -> float:
         return self.macs_patched / self.macs_original if self.macs_original else 1.0
 
 
-def stage_macs(layers: list, regions_per_layer: list) -> int:
-    return sum(area(r) * layer.macs_per_output_pixel() for layer, r in zip(layers, regions_per_layer))
+def tensor_mapping(num_tensors: int, removed: set) -> dict:
+    """Old tensor index -> new, for the tensors a rewrite keeps (in their order)."""
+    kept = [t for t in range(num_tensors) if t not in removed]
+    return {old: new for new, old in enumerate(kept)}
 
 
-def patched_graph(graph: Graph, stage: Stage, scratch_bytes: int) -> tuple:
-    """The graph as the rewrite will leave it (tensors renumbered in their order), and its scratch requests."""
-    kept = [t for t in graph.tensors if t.index not in stage.removed_tensors]
-    new_index = {t.index: i for i, t in enumerate(kept)}
-    tensors = [dataclasses.replace(t, index=i) for i, t in enumerate(kept)]
+def patched_graph(graph: Graph, stages: list) -> tuple:
+    """The graph as the rewrite leaves it, and its PATCH_STAGE scratch requests.
+
+    stages: StagePatch (or (Stage, scratch_bytes)) in op order, not overlapping."""
+    pairs = [(s.stage, s.stage_plan.scratch_bytes) if isinstance(s, StagePatch) else s for s in stages]
+    options_of = {s.stage.start: encode(s.stage_plan) for s in stages if isinstance(s, StagePatch)}
+    removed = set().union(*(st.removed_tensors for st, _ in pairs)) if pairs else set()
+    mapping = tensor_mapping(len(graph.tensors), removed)
+    tensors = [dataclasses.replace(graph.tensors[old], index=new) for old, new in mapping.items()]
 
     def remap(ts):
-        return [new_index[t] if t >= 0 else t for t in ts]
+        return [mapping[t] if t >= 0 else t for t in ts]
 
-    custom = Op(0, BuiltinOperator.CUSTOM, CUSTOM_CODE, remap([stage.input_tensor] + stage.constants),
-                remap([stage.output_tensor]), None)
-    ops = [custom] + [dataclasses.replace(op, index=i + 1, inputs=remap(op.inputs), outputs=remap(op.outputs))
-                      for i, op in enumerate(graph.ops[stage.split:])]
+    ops, scratch = [], {}
+    by_start = {st.start: (st, nbytes) for st, nbytes in pairs}
+    i = 0
+    while i < len(graph.ops):
+        if i in by_start:
+            st, nbytes = by_start[i]
+            if nbytes > 0:
+                scratch[len(ops)] = [nbytes]
+            ops.append(Op(len(ops), BuiltinOperator.CUSTOM, CUSTOM_CODE, remap([st.input_tensor] + st.constants),
+                          remap([st.output_tensor]), None, options_of.get(st.start)))
+            i = st.end
+            continue
+        op = graph.ops[i]
+        ops.append(dataclasses.replace(op, index=len(ops), inputs=remap(op.inputs), outputs=remap(op.outputs)))
+        i += 1
     g = Graph(tensors, ops, remap(graph.inputs), remap(graph.outputs))
-    scratch = {0: [scratch_bytes]} if scratch_bytes > 0 else {}
+    for op in ops:
+        for t in op.outputs:
+            g.producer[t] = op.index
+        for t in op.inputs:
+            if t >= 0:
+                g.consumers.setdefault(t, []).append(op.index)
     return g, scratch
 
 
-def evaluate(graph: Graph, stage: Stage, rows: list, cols: list, arena_before: int,
-             kernels: str = cmsis_nn.REFERENCE) -> Plan:
-    layers = copy.deepcopy(stage.layers)
-    largest = [0] * len(layers)
-    macs_patched = 0
-    for tile in grid_tiles(rows, cols):
-        regions, _ = patch_regions(layers, tile)
-        macs_patched += stage_macs(layers, regions)
-        for i, r in enumerate(regions):
-            largest[i] = max(largest[i], area(r) * layers[i].out_shape[2])
-    full = [(0, l.out_shape[0], 0, l.out_shape[1]) for l in layers]
-    macs_original = stage_macs(layers, full)
-    # Per-patch buffers: every layer but the last (which writes the output tensor).
-    last_use = list(range(len(layers)))
-    for i, layer in enumerate(layers):
-        for s in layer.inputs:
-            if s >= 0:
-                last_use[s] = max(last_use[s], i)
-    buffers = [arena.PlannedBuffer(f"layer{i}", arena.align_up(max(largest[i], 1), BUFFER_ALIGNMENT), i, last_use[i])
-               for i in range(len(layers) - 1)]
-    scratch_bytes = arena.greedy_plan(buffers) if buffers else 0
-    for layer, buf in zip(layers, buffers):
-        layer.buffer_offset, layer.buffer_bytes = buf.offset, buf.size
+def predict(graph: Graph, stages: list) -> arena.ArenaPlan:
+    g, scratch = patched_graph(graph, stages)
+    return arena.plan_arena(g, scratch)
+
+
+def _counts(size: int) -> list:
+    return [n for n in GRID_COUNTS if n <= size] + ([size] if size > GRID_COUNTS[-1] else [])
+
+
+def schedules(graph: Graph, stage: Stage, patches: tuple | None = None) -> list:
+    """Every grid (rows and columns chosen independently) and caching mode for a stage, sized (Options)."""
+    h, w = stage.layers[-1].out_shape[:2]
     input_shape = tuple(graph.tensors[stage.input_tensor].shape[1:])
-    workspace = cmsis_nn.workspace_bytes(layers, rows, cols, input_shape) if kernels == cmsis_nn.CMSIS_NN else 0
-    if workspace:
-        scratch_bytes = arena.align_up(scratch_bytes, cmsis_nn.WORKSPACE_ALIGNMENT) + workspace
-    g, scratch = patched_graph(graph, stage, scratch_bytes)
-    arena_after = arena.plan_arena(g, scratch).head_bytes
-    stage_plan = StagePlan(layers, list(rows), list(cols), input_shape, scratch_bytes, workspace)
-    return Plan(stage, stage_plan, macs_original, macs_patched, arena_before, arena_after)
-
-
-def _grids(height: int, width: int, patches: tuple | None):
     if patches is not None:
-        r, c = patches
-        if r > height or c > width:
-            raise PlanError(f"--patches {r}x{c} is impossible: the stage output is only {height}x{width}")
-        yield r, c
-        return
-    for r in range(1, min(MAX_GRID, height) + 1):
-        for c in range(1, min(MAX_GRID, width) + 1):
-            if abs(r - c) <= 1 and r * c > 1:
-                yield r, c
+        if patches[0] > h or patches[1] > w:
+            return []
+        row_counts, col_counts = [patches[0]], [patches[1]]
+    else:
+        row_counts, col_counts = _counts(h), _counts(w)
+    row_tables = {r: halo_cache.axis_table(stage.layers, 0, even_boundaries(h, r)) for r in row_counts}
+    col_tables = {c: halo_cache.axis_table(stage.layers, 1, even_boundaries(w, c)) for c in col_counts}
+    axes = {}
+
+    def axis(kind, n, table, cached):
+        key = (kind, n, cached)
+        if key not in axes:
+            axes[key] = halo_cache.Axis(table, cached)
+        return axes[key]
+
+    out = []
+    for r in row_counts:
+        for c in col_counts:
+            if r * c == 1 and patches is None:
+                continue
+            rows, cols = even_boundaries(h, r), even_boundaries(w, c)
+            separable = halo_cache.is_separable(row_tables[r]) and halo_cache.is_separable(col_tables[c])
+            for cache_rows, cache_cols in CACHE_MODES:
+                if (cache_rows and r == 1) or (cache_cols and c == 1) or \
+                        ((cache_rows or cache_cols) and not separable):
+                    continue
+                geo = halo_cache.CacheGeometry(axis("r", r, row_tables[r], cache_rows),
+                                               axis("c", c, col_tables[c], cache_cols)) if separable else None
+                opt = stage_cost.option(stage, input_shape, rows, cols, cache_rows, cache_cols, geo)
+                if opt is not None:
+                    out.append(opt)
+    return out
 
 
-def enumerate_plans(graph: Graph, patches: tuple | None = None, split: int | None = None,
-                    prune: bool = True, kernels: str = cmsis_nn.REFERENCE) -> tuple:
-    """(arena of the original model, every plan evaluated). With prune, splits
-    that cannot beat the original whatever the grid are skipped."""
-    arena_before = arena.plan_arena(graph).head_bytes
-    stages = select_stage(graph, split)
-    explicit = patches is not None or split is not None
-    plans = []
-    for stage in stages:
-        tail_only, scratch = patched_graph(graph, stage, 0)
-        floor = arena.plan_arena(tail_only, scratch).head_bytes
-        if prune and not explicit and floor >= arena_before:
-            continue
-        h, w = stage.layers[-1].out_shape[:2]
-        for r, c in _grids(h, w, patches):
-            plans.append(evaluate(graph, stage, even_boundaries(h, r), even_boundaries(w, c), arena_before,
-                                  kernels))
-    return arena_before, plans
-
-
-def pareto_front(plans: list) -> list:
-    """Plans no other plan beats on both predicted arena and MACs, by increasing arena."""
+def _shortlist(options: list, limit: float | None) -> list:
+    """The options worth an exact prediction: least scratch, each cheaper in MACs than the last."""
+    if limit is not None:
+        options = [o for o in options if o.macs_patched <= limit * o.macs_original]
     front = []
-    for p in sorted(plans, key=lambda p: (p.arena_after, p.macs_patched, p.stage.split)):
-        if not front or p.macs_patched < front[-1].macs_patched:
-            front.append(p)
+    for o in sorted(options, key=lambda o: (o.scratch_bytes, o.macs_patched)):
+        if not front or o.macs_patched < front[-1].macs_patched:
+            front.append(o)
     return front
+
+
+def _within(stages: list, limit: float | None) -> bool:
+    if limit is None:
+        return True
+    orig = sum(s.macs_original for s in stages)
+    return sum(s.macs_patched for s in stages) <= limit * orig if orig else True
+
+
+def _live_bytes(base: arena.ArenaPlan, first: int, last: int, removed: set) -> int:
+    """Bytes of the original model's planned buffers alive in scopes [first, last], less the removed tensors."""
+    return sum(b.size for b in base.buffers
+               if b.first <= last and first <= b.last and not (b.label[0] == "t" and int(b.label[1:]) in removed))
+
+
+def search(graph: Graph, kernels: str, limit: float | None, patches=None, split=None,
+           max_stages: int = MAX_STAGES, bound: bool = True, memo: dict | None = None) -> tuple:
+    """(arena before, [(arena, [StagePatch])] of the plans met, the best stages, their arena).
+
+    The model is a path of ops; a plan replaces runs of it by stages. Each op
+    or stage costs the bytes alive while it runs (its scratch included); a
+    bottleneck search over that path (for a bound B, the cheapest way through
+    whose every step costs at most B, with the MAC limit as the path's weight)
+    finds, for every B, the least-MAC plan; the exact arena of the best few
+    decides. bound=False also keeps plans that do not lower the arena.
+    """
+    base = arena.plan_arena(graph)
+    before = base.head_bytes
+    n = len(graph.ops)
+    plain = [_live_bytes(base, k + 1, k + 1, set()) for k in range(n)]
+    if split is not None:
+        stages = select_stage(graph, split)
+    else:
+        stages = all_stages(graph)
+        if patches is None:
+            stages = [st for st in stages if st.end - st.start > 1 or st.layers[0].macs_per_output_pixel()]
+    ceiling = before if bound else float("inf")
+    edges = {}  # start -> [(end, cost, option)]
+    for stage in stages:
+        io = _live_bytes(base, stage.start + 1, stage.end, stage.removed_tensors)
+        if io >= ceiling:
+            continue
+        key = (stage.start, stage.end, patches)
+        if memo is None or key not in memo:
+            options = schedules(graph, stage, patches)
+            if memo is not None:
+                memo[key] = options
+        else:
+            options = memo[key]
+        for opt in _shortlist(options, limit):
+            cost = io + arena.align_up(opt.scratch_bytes)
+            if cost >= ceiling and bound:
+                break
+            edges.setdefault(stage.start, []).append((stage.end, cost, opt))
+    if not edges:
+        return before, [], [], before
+    forced = split is not None or patches is not None
+    thresholds = sorted({cost for es in edges.values() for _, cost, _ in es} | set(plain))
+    met, seen = [], set()
+    lo, hi = 0, len(thresholds) - 1
+    feasible = None
+    while lo <= hi:  # the least bound with a plan within the MAC limit
+        mid = (lo + hi) // 2
+        path = _cheapest_path(n, plain, edges, thresholds[mid], limit, forced)
+        if path is not None:
+            feasible, hi = mid, mid - 1
+        else:
+            lo = mid + 1
+    if feasible is None:
+        return before, [], [], before
+    for k in range(feasible, min(len(thresholds), feasible + 12)):
+        path = _cheapest_path(n, plain, edges, thresholds[k], limit, forced)
+        key = tuple((o.stage.start, o.stage.end, len(o.rows), len(o.cols), o.cache_rows, o.cache_cols)
+                    for o in path or ())
+        if path is None or key in seen or len(path) > max_stages:
+            continue
+        seen.add(key)
+        trial = [stage_cost.materialize(o, kernels) for o in path]
+        met.append((predict(graph, trial).head_bytes, trial))
+    # The arena is TFLM's greedy packing, not the bytes alive: also try single stages outright.
+    singles = sorted(((cost, opt) for es in edges.values() for _, cost, opt in es), key=lambda x: x[0])
+    for _, opt in singles[:SINGLES]:
+        key = ((opt.stage.start, opt.stage.end, len(opt.rows), len(opt.cols), opt.cache_rows, opt.cache_cols),)
+        if key not in seen:
+            seen.add(key)
+            trial = [stage_cost.materialize(opt, kernels)]
+            met.append((predict(graph, trial).head_bytes, trial))
+    if not met:
+        return before, [], [], before
+    head, chosen = min(met, key=lambda m: (m[0], sum(s.macs_patched for s in m[1])))
+    return before, met, chosen, head
+
+
+def _cheapest_path(n: int, plain: list, edges: dict, bound: int, limit, forced: bool):
+    """Options along the path 0 -> n whose every step costs at most `bound` and that has a stage,
+    least in MACs added, then in stages; None if there is none. (Every option is within the MAC
+    limit already, so the whole plan is.)"""
+    def weight_of(o):
+        return o.macs_patched - o.macs_original
+    inf = (float("inf"), 0)
+    # Two layers of labels: paths without a stage yet, and paths with one or more.
+    labels = {False: [inf] * (n + 1), True: [inf] * (n + 1)}
+    back = {False: [None] * (n + 1), True: [None] * (n + 1)}
+    labels[False][0] = (0.0, 0)
+    for k in range(n):
+        for staged in (False, True):
+            w = labels[staged][k]
+            if w[0] == float("inf"):
+                continue
+            if plain[k] <= bound and w < labels[staged][k + 1]:
+                labels[staged][k + 1], back[staged][k + 1] = w, (k, None, staged)
+            for end, cost, opt in edges.get(k, ()):
+                if cost > bound:
+                    continue
+                nw = (w[0] + weight_of(opt), w[1] + 1)
+                if nw < labels[True][end]:
+                    labels[True][end], back[True][end] = nw, (k, opt, staged)
+    final = labels[True][n]
+    if final[0] == float("inf"):
+        return None
+    path, k, staged = [], n, True
+    while k > 0:
+        prev, opt, prev_staged = back[staged][k]
+        if opt is not None:
+            path.append(opt)
+        k, staged = prev, prev_staged
+    return path[::-1]
 
 
 def make_plan(graph: Graph, patches: tuple | None = None, split: int | None = None,
               sram_budget: int | None = None, max_mac_overhead: float | None = None,
-              require_gain: bool = True, kernels: str = cmsis_nn.REFERENCE) -> Plan:
+              require_gain: bool = True, kernels: str = cmsis_nn.REFERENCE,
+              max_stages: int = MAX_STAGES, memo: dict | None = None) -> Plan:
     """The best plan for the model, or PlanError / NoGainError saying why there is none.
 
-    require_gain=False returns the best plan even when it does not lower the
-    peak (for tests of exactness; the CLI never writes such a plan).
-    kernels: the TFLM build the model is for, cmsis_nn.REFERENCE or CMSIS_NN.
+    max_mac_overhead bounds every patched stage's MACs against the same ops run
+    once (also for an explicit --patches/--split). memo: a dict shared by calls on
+    the same graph, to size each stage's schedules once. require_gain=False returns
+    the best plan even when it does not lower the peak (for tests of
+    exactness; the CLI never writes such a plan).
     """
     if kernels not in cmsis_nn.KERNELS:
         raise PlanError(f"unknown kernels {kernels!r} (choose {' or '.join(cmsis_nn.KERNELS)})")
-    explicit = patches is not None or split is not None
-    arena_before, candidates = enumerate_plans(graph, patches, split, prune=require_gain, kernels=kernels)
-    if not candidates:
-        raise NoGainError(f"no patch plan lowers the peak memory ({arena_before} bytes): model left unchanged")
-    if max_mac_overhead is not None and not explicit:
-        within = [p for p in candidates if p.mac_overhead <= max_mac_overhead]
-        if not within:
-            best = min(p.mac_overhead for p in candidates)
-            raise NoGainError(f"every plan costs more than --max-mac-overhead {max_mac_overhead:.2f} "
-                              f"(the cheapest is {best:.2f}x): model left unchanged")
-        candidates = within
+    if split is not None:
+        select_stage(graph, split)  # PlanError for an impossible split
+    before, met, chosen, after = search(graph, kernels, max_mac_overhead, patches, split, max_stages,
+                                        bound=require_gain, memo=memo)
+    if not met:
+        if patches is not None:
+            raise PlanError(f"--patches {patches[0]}x{patches[1]} is impossible: no stage"
+                            + (f" ending at op {split - 1}" if split else "") + " has an output that large")
+        if max_mac_overhead is not None:
+            raise NoGainError(f"every plan costs more than --max-mac-overhead {max_mac_overhead:.2f}: "
+                              "model left unchanged")
+        raise NoGainError(f"no patch plan lowers the peak memory ({before:,} bytes): model left unchanged")
+    total_before = predict_used(graph, [], before)
+    if total_before is not None:  # judge by what the firmware sizes: arena_used_bytes(), persistent memory included
+        scored = [(h, t, predict_used(graph, t, h)) for h, t in met]
+        met = [(h, t) for h, t, u in scored if u is None or u < total_before or not require_gain]
+        if met:
+            after, chosen = min(met, key=lambda m: (predict_used(graph, m[1], m[0]) or m[0],
+                                                    sum(s.macs_patched for s in m[1])))
+        elif require_gain:
+            raise NoGainError(f"patching lowers the planned arena but not arena_used_bytes() "
+                              f"({total_before:,} bytes, persistent memory included): model left unchanged")
+    if not chosen or (require_gain and after >= before):  # nothing lowered the arena
+        if require_gain:
+            best_head = min(h for h, _ in met)
+            raise NoGainError(f"patching does not lower the peak memory ({before:,} bytes before, "
+                              f"{best_head:,} bytes with the best plan): model left unchanged")
+        after, chosen = min(met, key=lambda m: (m[0], sum(s.macs_patched for s in m[1])))
     if sram_budget is not None:
-        if require_gain and arena_before <= sram_budget:
+        if require_gain and before <= sram_budget:
             raise NoGainError(f"the model already fits --sram-budget {sram_budget:,} bytes "
-                              f"(planned arena {arena_before:,} bytes): model left unchanged")
-        fitting = [p for p in candidates if p.arena_after <= sram_budget
-                   and (p.arena_after < arena_before or not require_gain)]
-        if fitting:
-            return min(fitting, key=lambda p: (p.macs_patched, p.arena_after, p.stage.split))
-    best = min(candidates, key=lambda p: (p.arena_after, p.macs_patched, p.stage.split))
-    if require_gain and best.arena_after >= arena_before:
-        raise NoGainError(f"patching does not lower the peak memory ({arena_before} bytes before, "
-                          f"{best.arena_after} bytes with the best plan): model left unchanged")
-    return best
+                              f"(planned arena {before:,} bytes): model left unchanged")
+        fitting = [(h, t) for h, t in met if h <= sram_budget and (h < before or not require_gain)]
+        if not fitting:
+            raise NoGainError(f"no plan fits --sram-budget {sram_budget:,} bytes: the smallest arena reachable "
+                              f"is {after:,} bytes (stage MACs x{_overhead(chosen):.2f}): model left unchanged")
+        after, chosen = min(fitting, key=lambda m: (sum(s.macs_patched for s in m[1]), m[0]))
+    return Plan(list(chosen), before, after, total_before, predict_used(graph, chosen, after),
+                [(h, sum(s.macs_patched for s in t)) for h, t in met])
+
+
+PARETO_LIMITS = (1.0, 1.05, 1.1, 1.25, 1.5, 2.0)
+
+
+def pareto(graph: Graph, limits=PARETO_LIMITS, kernels: str = cmsis_nn.REFERENCE) -> list:
+    """(limit, Plan) for the best plan under each MAC limit, keeping only those no other beats
+    on both predicted arena and MACs, by increasing arena. Empty when patching cannot help."""
+    plans, memo = [], {}  # the stages' schedules are sized once for every limit
+    for limit in limits:
+        try:
+            plans.append((limit, make_plan(graph, max_mac_overhead=limit, kernels=kernels, memo=memo)))
+        except NoGainError:
+            continue
+    front = []
+    for limit, p in sorted(plans, key=lambda lp: (lp[1].arena_after, lp[1].macs_patched, lp[0])):
+        if not front or p.macs_patched < front[-1][1].macs_patched:
+            front.append((limit, p))
+    return front
+
+
+def predict_used(graph: Graph, stages: list, head: int) -> int | None:
+    """arena_used_bytes() (64-bit host, reference kernels) of the patched model, None where not modelled."""
+    g, _ = patched_graph(graph, stages)
+    try:
+        return head + persistent.predict_tail(g).tail_bytes
+    except persistent.Unpredictable:
+        return None
+
+
+def _overhead(stages: list) -> float:
+    orig = sum(s.macs_original for s in stages)
+    return sum(s.macs_patched for s in stages) / orig if orig else 1.0

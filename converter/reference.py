@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import quant
+from . import halo_cache, quant
 from .errors import ModelError
 from .layers import ADD, AVG_POOL, CONV, DEPTHWISE, MAX_POOL, PAD, STAGE_INPUT
 from .options import StagePlan, decode
-from .regions import grid_tiles, is_empty, patch_regions
+from .regions import is_empty, patch_regions
 
 
 class _View:
@@ -126,24 +126,106 @@ def run_layer(layer, region, sources: list, constants: list) -> np.ndarray:
     raise ModelError(f"unknown layer op {layer.op}")
 
 
+def _buffer(scratch: np.ndarray, offset: int, region: tuple, channels: int, reserved: int, what: str):
+    """A dense int8 [y, x, c] view of `region` at `offset` in the scratch area, as the kernel lays it out."""
+    y0, y1, x0, x1 = region
+    nbytes = (y1 - y0) * (x1 - x0) * channels
+    if nbytes > reserved or offset < 0 or offset + nbytes > scratch.size:
+        raise ModelError(f"PATCH_STAGE options: {what} ({nbytes} bytes at offset {offset}) does not fit "
+                         f"its {reserved} reserved bytes inside the {scratch.size}-byte scratch area")
+    return scratch[offset:offset + nbytes].view(np.int8).reshape(y1 - y0, x1 - x0, channels)
+
+
+def _tile_regions(plan: StagePlan, geo, r: int, c: int, tile: tuple) -> list:
+    if geo is None:
+        return patch_regions(plan.layers, tile)[0]
+    regions = [geo.rows[r][i] + geo.cols[c][i] for i in range(len(plan.layers) - 1)]
+    return regions + [tile]
+
+
 def run_plan(plan: StagePlan, inputs: list) -> np.ndarray:
-    """Run a decoded plan. inputs[0] is the stage input [1,H,W,C]; the rest are the op's constants."""
+    """Run a decoded plan in its own scratch layout, patch by patch, as the kernel does.
+
+    inputs[0] is the stage input [1,H,W,C]; the rest are the op's constants.
+    Every layer buffer and halo cache lives at its offset in one scratch
+    area, which starts filled with noise: a plan whose buffers overlap while
+    live, or that reads a halo it never cached, gives wrong bytes here too.
+    """
     image = np.asarray(inputs[0]).reshape(plan.input_shape)
     constants = [None] + [np.asarray(x) for x in inputs[1:]]
     full_input = _View((0, plan.input_shape[0], 0, plan.input_shape[1]), image)
     output = np.zeros(plan.layers[-1].out_shape, dtype=np.int8)
-    for tile in grid_tiles(plan.grid_rows, plan.grid_cols):
-        regions, _ = patch_regions(plan.layers, tile)
-        views = []
-        for layer, region in zip(plan.layers, regions):
-            if is_empty(region):
-                views.append(_View(region, np.zeros((0, 0, layer.out_shape[2]), dtype=np.int8)))
-                continue
-            srcs = [full_input if s == STAGE_INPUT else views[s] for s in layer.inputs]
-            views.append(_View(region, run_layer(layer, region, srcs, constants)))
-        y0, y1, x0, x1 = tile
-        output[y0:y1, x0:x1, :] = views[-1].data
+    scratch = np.random.default_rng(7).integers(0, 256, size=max(plan.scratch_bytes, 0), dtype=np.uint8)
+    geo = None
+    if plan.cache_rows or plan.cache_cols:
+        geo = halo_cache.geometry(plan.layers, plan.grid_rows, plan.grid_cols, plan.cache_rows, plan.cache_cols)
+        if geo is None:
+            raise ModelError("PATCH_STAGE options: cached halos need separable, monotone patch regions")
+    last = len(plan.layers) - 1
+    for r in range(len(plan.grid_rows) - 1):
+        for c in range(len(plan.grid_cols) - 1):
+            tile = (plan.grid_rows[r], plan.grid_rows[r + 1], plan.grid_cols[c], plan.grid_cols[c + 1])
+            regions = _tile_regions(plan, geo, r, c, tile)
+            views = []
+            for i, (layer, region) in enumerate(zip(plan.layers, regions)):
+                channels = layer.out_shape[2]
+                if is_empty(region):
+                    views.append(_View(region, np.zeros((0, 0, channels), dtype=np.int8)))
+                    continue
+                srcs = [full_input if s == STAGE_INPUT else views[s] for s in layer.inputs]
+                if i == last:
+                    output[tile[0]:tile[1], tile[2]:tile[3], :] = run_layer(layer, region, srcs, constants)
+                    continue
+                buf = _buffer(scratch, layer.buffer_offset, region, channels, layer.buffer_bytes, f"layer {i} buffer")
+                if geo is None:
+                    buf[...] = run_layer(layer, region, srcs, constants)
+                else:
+                    _run_cached_layer(plan, geo, i, r, c, region, buf, srcs, constants, scratch)
+                views.append(_View(region, buf))
     return output.reshape((1,) + tuple(output.shape))
+
+
+def _run_cached_layer(plan, geo, i, r, c, region, buf, srcs, constants, scratch) -> None:
+    """Steps 1-5 of docs "Cached halos": caches in, the new box computed, caches out."""
+    layer = plan.layers[i]
+    channels = layer.out_shape[2]
+    y0, y1, x0, x1 = region
+    ny0, ny1 = geo.new_rows(i)[r]
+    nx0, nx1 = geo.new_cols(i)[c]
+    width = x1 - x0
+    if plan.cache_rows and r > 0 and ny0 > y0:  # 1. rows shared with the tile row above
+        slot = _row_slot(scratch, geo, layer, i, c, ny0 - y0, width)
+        buf[:ny0 - y0] = slot
+    if plan.cache_cols and c > 0 and nx0 > x0 and ny1 > ny0:  # 2. columns shared with the tile to the left
+        buf[ny0 - y0:ny1 - y0, :nx0 - x0] = _col_cache(scratch, layer, ny1 - ny0, nx0 - x0)
+    if ny1 > ny0 and nx1 > nx0:  # 3. the new box
+        buf[ny0 - y0:ny1 - y0, nx0 - x0:nx1 - x0] = run_layer(layer, (ny0, ny1, nx0, nx1), srcs, constants)
+    if plan.cache_cols and c + 1 < len(geo.cols) and ny1 > ny0:  # 4. columns the tile to the right shares
+        nxt = geo.cols[c + 1][i][0]
+        if x1 > nxt:
+            _col_cache(scratch, layer, ny1 - ny0, x1 - nxt)[...] = buf[ny0 - y0:ny1 - y0, nxt - x0:]
+    if plan.cache_rows and r + 1 < len(geo.rows):  # 5. rows the tile row below shares
+        nyt = geo.rows[r + 1][i][0]
+        if y1 > nyt:
+            _row_slot(scratch, geo, layer, i, c, y1 - nyt, width)[...] = buf[nyt - y0:]
+
+
+def _row_slot(scratch, geo, layer, i, c, rows, width):
+    channels = layer.out_shape[2]
+    offset = layer.row_cache_offset + geo.row_slot_offset(i, c, channels)
+    end = layer.row_cache_offset + layer.row_cache_bytes
+    nbytes = rows * width * channels
+    if offset + nbytes > end or end > scratch.size:
+        raise ModelError(f"PATCH_STAGE options: layer {i}'s row cache is too small")
+    return scratch[offset:offset + nbytes].view(np.int8).reshape(rows, width, channels)
+
+
+def _col_cache(scratch, layer, rows, cols):
+    nbytes = rows * cols * layer.out_shape[2]
+    if nbytes > layer.col_cache_bytes or layer.col_cache_offset + nbytes > scratch.size:
+        raise ModelError("PATCH_STAGE options: a column cache is too small")
+    return scratch[layer.col_cache_offset:layer.col_cache_offset + nbytes].view(np.int8).reshape(
+        rows, cols, layer.out_shape[2])
 
 
 def run_stage(options: bytes, inputs: list) -> np.ndarray:

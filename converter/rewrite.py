@@ -1,4 +1,4 @@
-"""Rewrite the model: the stage's ops become one PATCH_STAGE op; nothing else changes.
+"""Rewrite the model: every stage's ops become one PATCH_STAGE op; nothing else changes.
 
 Tensors the stage no longer needs are removed and the rest renumbered in their
 original order (so TFLM's planner sees them in the order the arena prediction
@@ -15,7 +15,7 @@ import numpy as np
 
 from . import options
 from .errors import ModelError
-from .planner import Plan
+from .planner import Plan, tensor_mapping
 from .schema import BuiltinOperator, schema
 
 PLAN_METADATA = "tflm_patch.plan"
@@ -70,11 +70,19 @@ def _remap(values, mapping):
 
 
 def plan_summary(plan: Plan, tool_version: str) -> dict:
+    stages = [{
+        "stage_ops": sp.stage.op_indices, "grid": list(sp.grid), "caching": sp.caching,
+        "format_version": sp.stage_plan.version,
+        "grid_rows": sp.stage_plan.grid_rows, "grid_cols": sp.stage_plan.grid_cols,
+        "scratch_bytes": sp.stage_plan.scratch_bytes,
+        "macs_original": sp.macs_original, "macs_patched": sp.macs_patched,
+    } for sp in plan.stages]
+    first = stages[0]
     return {
-        "tool": "tflm-patch", "version": tool_version, "format_version": options.FORMAT_VERSION,
-        "stage_ops": plan.stage.op_indices, "grid": list(plan.grid),
-        "grid_rows": plan.stage_plan.grid_rows, "grid_cols": plan.stage_plan.grid_cols,
-        "scratch_bytes": plan.stage_plan.scratch_bytes,
+        "tool": "tflm-patch", "version": tool_version, "stages": stages,
+        # The first stage, as version-1 records had it.
+        "format_version": first["format_version"], "stage_ops": first["stage_ops"], "grid": first["grid"],
+        "grid_rows": first["grid_rows"], "grid_cols": first["grid_cols"], "scratch_bytes": first["scratch_bytes"],
         "predicted_arena_before": plan.arena_before, "predicted_arena_after": plan.arena_after,
         "macs_original": plan.macs_original, "macs_patched": plan.macs_patched,
     }
@@ -91,20 +99,30 @@ def rewrite_model(original, plan: Plan, tool_version: str):
         raise ModelError("models with an offline memory plan (OfflineMemoryAllocation metadata) are not supported")
     model = copy.deepcopy(original)
     sg = model.subgraphs[0]
-    stage = plan.stage
-    op = schema.OperatorT()
-    op.opcodeIndex = _custom_opcode_index(model)
-    op.inputs = [stage.input_tensor] + list(stage.constants)
-    op.outputs = [stage.output_tensor]
-    op.customOptions = list(options.encode(plan.stage_plan))
-    op.customOptionsFormat = schema.CustomOptionsFormat.FLEXBUFFERS
-    op.builtinOptionsType = 0
-    sg.operators = [op] + list(sg.operators[stage.split:])
+    opcode = _custom_opcode_index(model)
+    by_start = {sp.stage.start: sp for sp in plan.stages}
+    operators, i = [], 0
+    while i < len(sg.operators):
+        sp = by_start.get(i)
+        if sp is None:
+            operators.append(sg.operators[i])
+            i += 1
+            continue
+        op = schema.OperatorT()
+        op.opcodeIndex = opcode
+        op.inputs = [sp.stage.input_tensor] + list(sp.stage.constants)
+        op.outputs = [sp.stage.output_tensor]
+        op.customOptions = list(options.encode(sp.stage_plan))
+        op.customOptionsFormat = schema.CustomOptionsFormat.FLEXBUFFERS
+        op.builtinOptionsType = 0
+        operators.append(op)
+        i = sp.stage.end
+    sg.operators = operators
 
-    # Tensors: drop the stage's own, keep the order of the rest.
-    kept = [i for i in range(len(sg.tensors)) if i not in stage.removed_tensors]
-    tensor_map = {old: new for new, old in enumerate(kept)}
-    sg.tensors = [sg.tensors[i] for i in kept]
+    # Tensors: drop the stages' own, keep the order of the rest (as planner.patched_graph predicts).
+    removed = set().union(*(sp.stage.removed_tensors for sp in plan.stages))
+    tensor_map = tensor_mapping(len(sg.tensors), removed)
+    sg.tensors = [sg.tensors[old] for old in tensor_map]
     for o in sg.operators:
         o.inputs = _remap(o.inputs, tensor_map)
         o.outputs = _remap(o.outputs, tensor_map)
@@ -128,7 +146,7 @@ def rewrite_model(original, plan: Plan, tool_version: str):
     model.metadata = [m for m in (model.metadata or []) if _name(m) != PLAN_METADATA] + [meta]
 
     _drop_unused_buffers(model)
-    _drop_unused_opcodes(model)
+    drop_unused_opcodes(model)
     model.buffers = [_aligned(b) for b in model.buffers]
     return model
 
@@ -152,7 +170,7 @@ def _drop_unused_buffers(model) -> None:
         m.buffer = mapping[m.buffer]
 
 
-def _drop_unused_opcodes(model) -> None:
+def drop_unused_opcodes(model) -> None:
     used = sorted({o.opcodeIndex for sg in model.subgraphs for o in sg.operators or []})
     mapping = {old: new for new, old in enumerate(used)}
     model.operatorCodes = [model.operatorCodes[i] for i in used]

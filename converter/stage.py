@@ -3,15 +3,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import ModelError, PlanError
+from .errors import NoGainError, PlanError
 from .graph import Graph
 from .layers import STAGE_INPUT, Layer, Unsupported, lower_op
 
 
 @dataclass
 class Stage:
-    """The first `split` ops of the graph, lowered to layers."""
-    split: int
+    """Ops [start, end) of the graph, lowered to layers: one tensor in, one tensor out."""
+    start: int
+    end: int
     layers: list
     input_tensor: int
     output_tensor: int
@@ -19,8 +20,13 @@ class Stage:
     removed_tensors: set     # tensors that no longer exist after the rewrite
 
     @property
+    def split(self) -> int:
+        """For a stage that starts at op 0: the number of ops it takes."""
+        return self.end
+
+    @property
     def op_indices(self) -> list:
-        return list(range(self.split))
+        return list(range(self.start, self.end))
 
 
 def _assign_constant_slots(layers: list) -> list:
@@ -36,15 +42,15 @@ def _assign_constant_slots(layers: list) -> list:
     return constants
 
 
-def candidate_stages(graph: Graph) -> tuple:
-    """Every valid stage (by split), and why the walk stopped where it did."""
+def stages_from(graph: Graph, start: int) -> tuple:
+    """Every valid stage that starts at op `start` (by end), and why the walk stopped where it did."""
     producer_layer = {}
     layers: list = []
     stage_input = None
     stages = []
     stop_reason = "the whole graph is made of stage ops"
     graph_outputs = set(graph.outputs)
-    for op in graph.ops:
+    for op in graph.ops[start:]:
         sources, external = [], None
         for t in op.inputs:
             if t < 0 or graph.tensors[t].is_constant:
@@ -69,32 +75,47 @@ def candidate_stages(graph: Graph) -> tuple:
             stage_input = external
         producer_layer[op.outputs[0]] = len(layers)
         layers.append(layer)
-        split = op.index + 1
+        end = op.index + 1
         escaping = {t for t in producer_layer
-                    if t in graph_outputs or any(c >= split for c in graph.consumers.get(t, []))}
+                    if t in graph_outputs or any(c >= end for c in graph.consumers.get(t, []))}
         if escaping == {op.outputs[0]}:
-            stages.append(_make_stage(graph, layers, split, stage_input, op.outputs[0], producer_layer))
+            stages.append(_make_stage(graph, layers, start, end, stage_input, op.outputs[0], producer_layer))
     return stages, stop_reason
 
 
-def _make_stage(graph, layers, split, stage_input, stage_output, producer_layer) -> Stage:
+def candidate_stages(graph: Graph) -> tuple:
+    """Every valid stage that starts at op 0, and why the walk stopped where it did."""
+    return stages_from(graph, 0)
+
+
+def all_stages(graph: Graph) -> list:
+    """Every valid stage, from any start, in (start, end) order; NoGainError when there is none."""
+    stages = [st for start in range(len(graph.ops)) for st in stages_from(graph, start)[0]]
+    if not stages:
+        raise NoGainError(f"nothing to patch: {stages_from(graph, 0)[1]}; no op of the model can start "
+                          "a stage; model left unchanged")
+    return stages
+
+
+def _make_stage(graph, layers, start, end, stage_input, stage_output, producer_layer) -> Stage:
     import copy
-    layers = copy.deepcopy(layers)
+    layers = [copy.copy(layer) for layer in layers]  # slots are per stage; parameters are shared, never changed
     constants = _assign_constant_slots(layers)
     removed = {t for t in producer_layer if t != stage_output}
-    used_later = {t for op in graph.ops[split:] for t in op.inputs}
-    for op in graph.ops[:split]:
+    used_elsewhere = {t for op in graph.ops[:start] + graph.ops[end:] for t in op.inputs}
+    for op in graph.ops[start:end]:
         for t in op.inputs:
-            if t >= 0 and graph.tensors[t].is_constant and t not in constants and t not in used_later:
+            if t >= 0 and graph.tensors[t].is_constant and t not in constants and t not in used_elsewhere:
                 removed.add(t)
-    return Stage(split, layers, stage_input, stage_output, constants, removed)
+    return Stage(start, end, layers, stage_input, stage_output, constants, removed)
 
 
 def select_stage(graph: Graph, split: int | None = None) -> list:
-    """Stages to consider: all of them, or the one with the requested split."""
+    """Stages from op 0 to consider: all of them, or the one with the requested split."""
     stages, reason = candidate_stages(graph)
     if not stages:
-        raise ModelError(f"nothing to patch: {reason}")
+        # A valid model whose first op no stage can start with: nothing to gain, not bad input.
+        raise NoGainError(f"nothing to patch: {reason}; model left unchanged")
     if split is None:
         return stages
     for s in stages:

@@ -188,11 +188,11 @@ def total_macs(path: str) -> int:
 
 
 def print_front(front, budget: int, chosen) -> None:
-    print(f"{'':2}{'split':>5} {'grid':>5} {'arena after':>13} {'smaller':>8} {'stage MACs':>11}  fits {budget // 1024} KiB")
+    print(f"{'':2}{'MAC limit':>9} {'arena after':>13} {'smaller':>8} {'stage MACs':>11}  fits {budget // 1024} KiB  stages")
     for p in front:
         mark = "->" if p == chosen else ""
-        print(f"{mark:2}{p.split:>5} {p.grid[0]}x{p.grid[1]:<3} {p.arena_after:>11,} B {p.reduction:>7.2f}x "
-              f"{p.mac_overhead:>10.3f}x  {'yes' if p.arena_after <= budget else 'no'}")
+        print(f"{mark:2}{p.max_mac_overhead:>9.2f} {p.arena_after:>11,} B {p.reduction:>7.2f}x "
+              f"{p.mac_overhead:>10.3f}x  {'yes' if p.arena_after <= budget else 'no':<{8 + len(str(budget // 1024))}} {p.stages}")
 
 
 def kib(n: int) -> str:
@@ -311,7 +311,7 @@ def run(args) -> dict:
         mode="quick" if quick else "full", data_dir=data_dir, image_size=size, train_images=len(x_train),
         epochs=cfg["epochs"], test_images=len(x_test), float_accuracy=acc_float, int8_accuracy=acc_int8,
         patched_accuracy=acc_patched, identical_logits=same_logits, identical_predictions=same_pred,
-        arena_before=before, arena_after=after, sram_budget=budget, split=chosen.split, grid=list(chosen.grid),
+        arena_before=before, arena_after=after, sram_budget=budget, stages=chosen.stages, grid=list(chosen.grid),
         stage_ops=chosen.stage_ops, stage_mac_overhead=chosen.mac_overhead, model_macs_before=macs_before,
         model_macs_after=macs_after, engine=args.engine, seconds=round(time.time() - t_start, 1),
         seconds_training=round(t_train, 1), seconds_patching=round(t_patch, 1),
@@ -332,8 +332,7 @@ def run(args) -> dict:
     print(f"{'SRAM budget ' + kib(budget):<34}{fits(before):>14}{fits(after):>14}")
     print(f"{'MACs, whole model':<34}{macs_before:>14,}{macs_after:>14,}   "
           f"+{100 * (macs_after / macs_before - 1):.1f}%")
-    print(f"plan: ops 0-{chosen.split - 1} ({chosen.stage_ops}) in PATCH_STAGE, {chosen.grid[0]}x{chosen.grid[1]} "
-          f"patches, stage MACs x{chosen.mac_overhead:.3f}")
+    print(f"plan: {chosen.stages} ({chosen.stage_ops}) in PATCH_STAGE ops, stage MACs x{chosen.mac_overhead:.3f}")
     print(f"files in {out}/: model_int8.tflite, model_patched.tflite, model_data.cc/.h, "
           f"report/memory.png, report/report.md, report/report.html, summary.json")
     print(f"total time {summary['seconds']:.0f} s")
@@ -357,8 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"test images to evaluate, 0 for all 10000 (default {FULL['test_images']})")
     p.add_argument("--sram-budget", help=f"SRAM budget for the plan and the report (default {FULL['sram_budget']}, "
                                          f"quick {QUICK['sram_budget']})")
-    p.add_argument("--max-mac-overhead", type=float, default=1.3,
-                   help="largest stage MAC ratio patched/original to accept (default 1.3)")
+    p.add_argument("--max-mac-overhead", type=float, default=1.05,
+                   help="largest stage MAC ratio patched/original to accept (default 1.05)")
     p.add_argument("--engine", choices=("python", "cpp"), default="python",
                    help="PATCH_STAGE executor for the test-set comparison (default: python reference)")
     p.add_argument("--seed", type=int, default=0)

@@ -38,8 +38,8 @@ TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
 
 }  // namespace
 
-TFLMRegistration* Register_PATCH_STAGE() {
-  static TFLMRegistration registration =
+OpRegistration* Register_PATCH_STAGE() {
+  static OpRegistration registration =
       tflite::micro::RegisterOp(PatchStageInit, Prepare, Eval);
   return &registration;
 }

@@ -29,13 +29,26 @@ limitations under the License.
 #ifndef TFLM_PATCH_MICRO_OPS_PATCH_STAGE_H_
 #define TFLM_PATCH_MICRO_OPS_PATCH_STAGE_H_
 
+#if __has_include("tensorflow/lite/micro/micro_common.h")
 #include "tensorflow/lite/micro/micro_common.h"
+#else
+#include "tensorflow/lite/c/common.h"
+#endif
 
 namespace tflm_patch {
 
 constexpr char kPatchStageCustomName[] = "PATCH_STAGE";
 
-TFLMRegistration* Register_PATCH_STAGE();
+// What MicroMutableOpResolver::AddCustom takes: TFLMRegistration since TFLM
+// has micro_common.h (mid 2023), TfLiteRegistration before, as in the
+// Arduino_TensorFlowLite library (2.4.0-ALPHA).
+#if __has_include("tensorflow/lite/micro/micro_common.h")
+using OpRegistration = TFLMRegistration;
+#else
+using OpRegistration = TfLiteRegistration;
+#endif
+
+OpRegistration* Register_PATCH_STAGE();
 
 }  // namespace tflm_patch
 

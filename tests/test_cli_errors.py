@@ -52,9 +52,10 @@ def test_float_model(tmp_path, float_model_bytes):
 
 
 def test_first_op_unsupported(tmp_path, mean_first_model_bytes):
+    # A valid int8 model with nothing to patch is left unchanged: exit 3, not "bad input" (issue 14).
     src = _write(tmp_path / "mean.tflite", mean_first_model_bytes)
     out = tmp_path / "out.tflite"
-    _assert_clean_failure(*run_cli("convert", src, "-o", out), str(out), mention="MEAN")
+    _assert_clean_failure(*run_cli("convert", src, "-o", out), str(out), expect_code=3, mention="MEAN")
 
 
 @pytest.mark.parametrize("args,mention", [

@@ -73,6 +73,12 @@ def reset_double_counts():
     native.engine_library(False, DOUBLE).tflm_patch_cmsis_double_reset()
 
 
+def stage_inputs(g, op, seed=1):
+    """A PATCH_STAGE's op inputs: a random stage input (the stage may start inside the model), its constants."""
+    x = np.random.default_rng(seed).integers(-128, 128, g.tensors[op.inputs[0]].shape, dtype=np.int8)
+    return [x] + [g.tensors[t].data for t in op.inputs[1:]]
+
+
 def patched(path, **kw):
     model = model_io.load_model(path)
     graph = build_graph(model)
@@ -98,12 +104,11 @@ def test_every_model_stage_through_cmsis_nn_equals_tflm(root, path):
 def test_the_dispatch_really_calls_cmsis_nn():
     """On MobileNetV2 every conv, depthwise conv and ADD of the stage goes to CMSIS-NN:
     1x1 convolutions to the wrapper's 1x1 kernels, the 3x3 stem to arm_convolve_s8."""
-    graph, plan, patched_bytes = patched(os.path.join(MODELS_DIR, "mobilenetv2_035_144.tflite"), patches=(3, 3),
-                                         split=10, require_gain=False)
+    _, plan, patched_bytes = patched(os.path.join(MODELS_DIR, "mobilenetv2_035_144.tflite"), patches=(3, 3),
+                                     split=10, require_gain=False)
     g = build_graph(model_io.parse_model(patched_bytes))
-    op = g.ops[0]
-    x = verify.random_inputs(graph, 1)[0][0]
-    inputs = [x] + [g.tensors[t].data for t in op.inputs[1:]]
+    op = verify.patch_ops(g)[0]
+    inputs = stage_inputs(g, op)
     reset_double_counts()
     got = native.run_stage(op.custom_options, inputs, g.tensors[op.outputs[0]].shape, cmsis_nn=DOUBLE)
     counts = double_counts()
@@ -119,11 +124,11 @@ def test_the_dispatch_really_calls_cmsis_nn():
 
 def test_without_cmsis_nn_the_double_is_not_called():
     """The reference build never reaches CMSIS-NN: the dispatch is compiled in by CMSIS_NN only."""
-    graph, _, patched_bytes = patched(os.path.join(MODELS_DIR, "pooling_pad.tflite"), patches=(2, 2),
-                                      require_gain=False)
+    _, _, patched_bytes = patched(os.path.join(MODELS_DIR, "pooling_pad.tflite"), patches=(2, 2),
+                                  require_gain=False)
     g = build_graph(model_io.parse_model(patched_bytes))
-    op = g.ops[0]
-    inputs = verify.random_inputs(graph, 1)[0][:1] + [g.tensors[t].data for t in op.inputs[1:]]
+    op = verify.patch_ops(g)[0]
+    inputs = stage_inputs(g, op)
     shape = g.tensors[op.outputs[0]].shape
     reset_double_counts()
     plain = native.run_stage(op.custom_options, inputs, shape)
@@ -140,15 +145,14 @@ def test_without_cmsis_nn_the_double_is_not_called():
 def test_cmsis_nn_dispatch_under_address_and_ub_sanitizers(root, name):
     """Sanitized engine + CMSIS-NN (double: every precondition checked, the whole
     context buffer written): clean, and the same bytes as the reference."""
-    graph, _, patched_bytes = patched(os.path.join(MODELS_DIR, f"{name}.tflite"), patches=(3, 2),
-                                      require_gain=False)
+    _, _, patched_bytes = patched(os.path.join(MODELS_DIR, f"{name}.tflite"), patches=(3, 2),
+                                  require_gain=False)
     g = build_graph(model_io.parse_model(patched_bytes))
-    op = g.ops[0]
-    x = np.random.default_rng(1).integers(-128, 128, g.tensors[op.inputs[0]].shape, dtype=np.int8)
-    inputs = [x] + [g.tensors[t].data for t in op.inputs[1:]]
-    expected = reference.run_stage(op.custom_options, inputs)
-    got = native.run_stage(op.custom_options, inputs, expected.shape, sanitize=True, cmsis_nn=root)
-    assert got.tobytes() == expected.tobytes()
+    for op in verify.patch_ops(g):
+        inputs = stage_inputs(g, op)
+        expected = reference.run_stage(op.custom_options, inputs)
+        got = native.run_stage(op.custom_options, inputs, expected.shape, sanitize=True, cmsis_nn=root)
+        assert got.tobytes() == expected.tobytes()
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -159,9 +163,8 @@ def test_random_stages_through_the_double_equal_tflm(spec, data, single):
     engine = cmsis_engine(DOUBLE, single_rounding=single)
     if single:  # TFLM's wheel rounds doubly: compare the single-rounding build with the reference
         g = build_graph(model_io.parse_model(patched_bytes))
-        op = g.ops[0]
-        inputs = verify.random_inputs(graph, 1, seed=spec["seed"] % 1000)[0][:1] + \
-            [g.tensors[t].data for t in op.inputs[1:]]
+        op = verify.patch_ops(g)[0]
+        inputs = stage_inputs(g, op, seed=spec["seed"] % 1000)
         expected = native.run_stage(op.custom_options, inputs, g.tensors[op.outputs[0]].shape,
                                     single_rounding=True)
         assert engine(op.custom_options, inputs, expected.shape).tobytes() == expected.tobytes()
@@ -181,8 +184,8 @@ def test_a_plan_for_cmsis_nn_reserves_the_workspace_the_kernel_uses(name):
     for kernels in ("cmsis_nn", "reference"):
         plan = planner.make_plan(graph, patches=(3, 2), require_gain=False, kernels=kernels)
         g = build_graph(model_io.parse_model(model_io.serialize_model(rewrite.rewrite_model(model, plan, "t"))))
-        op = g.ops[0]
-        inputs = verify.random_inputs(graph, 1)[0][:1] + [g.tensors[t].data for t in op.inputs[1:]]
+        op = verify.patch_ops(g)[0]
+        inputs = stage_inputs(g, op)
         got = native.run_stage(op.custom_options, inputs, g.tensors[op.outputs[0]].shape, cmsis_nn=DOUBLE)
         assert got.tobytes() == reference.run_stage(op.custom_options, inputs).tobytes()
         asked = native.engine_library(False, DOUBLE).tflm_patch_last_scratch_bytes()

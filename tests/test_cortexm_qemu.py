@@ -77,6 +77,11 @@ def test_stock_and_patched_on_cortex_m4_equal_the_host_run(board, tmp_path, name
     assert m4_stock.outputs == host_stock.outputs
     assert m4_patched.outputs == host_patched.outputs == host_stock.outputs
     assert m4_patched.arena_used_bytes < m4_stock.arena_used_bytes
+    from tflm_patch.converter import persistent  # arena_used_bytes() predicted to the byte for Cortex-M4
+    for model_path, run in ((path, m4_stock), (patched, m4_patched)):
+        predicted = persistent.predict_arena_used(build_graph(model_io.load_model(model_path)), abi="cortex_m",
+                                                  kernels=kernels)
+        assert run.arena_used_bytes == predicted.total_bytes, model_path
     for run in (m4_stock, m4_patched):
         assert len(run.invoke_insns) == 2 and run.invoke_insns[0] == run.invoke_insns[1] > 0
         assert run.total_insns > sum(run.invoke_insns)

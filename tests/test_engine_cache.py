@@ -11,6 +11,7 @@ ASan/UBSan. Malformed version-2 options are refused in Prepare with a message.
 from __future__ import annotations
 
 import copy
+import ctypes
 import glob
 import os
 
@@ -289,28 +290,30 @@ def test_sanitized_engine_on_cached_and_malformed_cached_options(cached_chain, s
 
 
 def model_plans(path, kernels="reference"):
-    """(graph, options, op inputs, output shape) of the default plan and of an uneven 3x2 grid."""
+    """(options, op inputs, output shape) of every PATCH_STAGE of the default plan and of an uneven
+    3x2 grid, with a random stage input."""
     model = model_io.load_model(path)
     graph = build_graph(model)
+    rng = np.random.default_rng(11)
     for kw in (dict(max_mac_overhead=1.3), dict(patches=(3, 2), require_gain=False)):
         try:
             plan = planner.make_plan(graph, kernels=kernels, **kw)
         except NoGainError:
             continue
         g = build_graph(model_io.parse_model(model_io.serialize_model(rewrite.rewrite_model(model, plan, "t"))))
-        op = g.ops[0]
-        x = verify.random_inputs(graph, 1, seed=11)[0][0]
-        yield graph, bytes(op.custom_options), [x] + [g.tensors[t].data for t in op.inputs[1:]], \
-            g.tensors[op.outputs[0]].shape
+        for op in verify.patch_ops(g):
+            x = rng.integers(-128, 128, g.tensors[op.inputs[0]].shape, dtype=np.int8)
+            yield bytes(op.custom_options), [x] + [g.tensors[t].data for t in op.inputs[1:]], \
+                g.tensors[op.outputs[0]].shape
 
 
 @pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("path", MODELS, ids=NAMES)
 def test_every_model_cached_gives_the_version_1_bytes(path, engine):
-    for _, options, inputs, shape in model_plans(path):
+    for options, inputs, shape in model_plans(path):
         expected = reference.run_stage(options, inputs).tobytes()
         assert native.run_stage(options, inputs, shape, cmsis_nn=engine).tobytes() == expected
-        for rows, cols in ((True, False), (False, True), (True, True)):
+        for rows, cols in ((False, False), (True, False), (False, True), (True, True)):
             got = native.run_stage(with_caches(options, rows, cols), inputs, shape, cmsis_nn=engine)
             assert got.tobytes() == expected, f"cache_rows={rows} cache_cols={cols}"
 
@@ -333,7 +336,7 @@ def test_cached_models_equal_tflm(name):
 @pytest.mark.parametrize("name", ["residual_add", "pooling_pad", "depth_multiplier", "mobilenetv2_035_96"])
 def test_cached_models_under_address_and_ub_sanitizers(name):
     path = os.path.join(MODELS_DIR, f"{name}.tflite")
-    for _, options, inputs, shape in model_plans(path):
+    for options, inputs, shape in model_plans(path):
         expected = reference.run_stage(options, inputs).tobytes()
         cases = [with_caches(options, r, c) for r, c in ((True, False), (False, True), (True, True))]
         for cmsis_nn in (None, DOUBLE):
@@ -344,11 +347,13 @@ def test_cached_models_under_address_and_ub_sanitizers(name):
 @pytest.mark.parametrize("name", ["residual_add", "kernels_5x5_7x7", "mobilenetv2_035_96"])
 def test_cached_cmsis_nn_plans_keep_the_workspace_tail(name):
     """A --kernels cmsis_nn plan with caches placed before its reserved workspace tail."""
-    for _, options, inputs, shape in model_plans(os.path.join(MODELS_DIR, f"{name}.tflite"), kernels="cmsis_nn"):
-        assert v1_document(options).get("workspace_bytes", 0) > 0
+    reserved = []
+    for options, inputs, shape in model_plans(os.path.join(MODELS_DIR, f"{name}.tflite"), kernels="cmsis_nn"):
+        reserved.append(v1_document(options).get("workspace_bytes", 0))
         expected = reference.run_stage(options, inputs).tobytes()
         got = native.run_stage(with_caches(options), inputs, shape, cmsis_nn=DOUBLE)
         assert got.tobytes() == expected
+    assert max(reserved) > 0
 
 
 @pytest.mark.parametrize("name", ["mobilenetv2_035_96", "kernels_5x5_7x7", "pooling_pad", "residual_add"])
@@ -363,7 +368,7 @@ def test_cached_layers_compute_only_their_boxes(name):
     from tflm_patch.converter.regions import area, grid_tiles, patch_regions
     lib = native.engine_library(False, DOUBLE)
     lib.tflm_patch_cmsis_double_window_pixels.restype = ctypes.c_int64
-    for _, options, inputs, shape in model_plans(os.path.join(MODELS_DIR, f"{name}.tflite")):
+    for options, inputs, shape in model_plans(os.path.join(MODELS_DIR, f"{name}.tflite")):
         plan = options_mod.decode(options)
         windowed = [layer.op in (CONV, DEPTHWISE, MAX_POOL, AVG_POOL) for layer in plan.layers]
         tiles = list(grid_tiles(plan.grid_rows, plan.grid_cols))
@@ -377,6 +382,41 @@ def test_cached_layers_compute_only_their_boxes(name):
         assert expected[(1, 1)] < expected[(0, 0)]
         for mode, pixels in expected.items():
             lib.tflm_patch_cmsis_double_reset()
-            cached = options if mode == (0, 0) else with_caches(options, *map(bool, mode))
+            cached = with_caches(options, *map(bool, mode))  # (0, 0): version 2 without caches
             native.run_stage(cached, inputs, shape, cmsis_nn=DOUBLE)
             assert lib.tflm_patch_cmsis_double_window_pixels() == pixels, mode
+
+
+def test_the_planners_cached_cmsis_nn_plans_reserve_the_workspace_the_kernel_uses():
+    """Converter and kernel size the CMSIS-NN workspace of cached layers over the same boxes: for
+    every cached stage of a --kernels cmsis_nn plan the op asks TFLM for exactly the planned scratch."""
+    from flatbuffers import flexbuffers
+    lib = native.engine_library(False, DOUBLE)
+    cached = 0
+    for name in ("mobilenetv2_035_96", "mobilenetv2_035_144", "kernels_5x5_7x7", "stride2_odd"):
+        for options, inputs, shape in model_plans(os.path.join(MODELS_DIR, f"{name}.tflite"), kernels="cmsis_nn"):
+            doc = flexbuffers.Loads(options)
+            got = native.run_stage(options, inputs, shape, cmsis_nn=DOUBLE)
+            assert got.tobytes() == reference.run_stage(options, inputs).tobytes()
+            if doc.get("cache_rows") or doc.get("cache_cols"):
+                cached += 1
+                assert lib.tflm_patch_last_scratch_bytes() == doc["scratch_bytes"], name
+    assert cached > 0
+
+
+def test_plan_memory_prediction_equals_the_kernels_with_and_without_caches():
+    """converter/persistent.py predicts the kernel's plan memory (its persistent share) to the byte,
+    cache tables included."""
+    from tflm_patch.converter import persistent
+    lib = native.engine_library()
+    lib.tflm_patch_last_plan_memory_bytes.restype = ctypes.c_size_t
+    seen = set()
+    for name in ("mobilenetv2_035_96", "residual_add", "pooling_pad"):
+        for options, inputs, shape in model_plans(os.path.join(MODELS_DIR, f"{name}.tflite")):
+            for mode in (None, (False, False), (True, False), (False, True), (True, True)):
+                o = options if mode is None else with_caches(options, *mode)
+                native.run_stage(o, inputs, shape)
+                predicted = persistent.patch_stage_plan_memory_bytes(o, persistent.HOST64)
+                assert lib.tflm_patch_last_plan_memory_bytes() == predicted, (name, mode)
+                seen.add(mode)
+    assert len(seen) == 5

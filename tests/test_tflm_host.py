@@ -90,3 +90,35 @@ def test_tflm_rejects_a_plan_that_does_not_match_its_tensors(tflm, tmp_path):
     x = np.zeros(graph.tensors[graph.inputs[0]].shape, dtype=np.int8)
     with pytest.raises(RuntimeError, match="AllocateTensors failed"):
         tflm_host.run_model(runner, str(broken), x)
+
+
+@pytest.mark.parametrize("path", MODELS, ids=[os.path.basename(m) for m in MODELS])
+def test_predicted_arena_used_bytes_equals_tflm_stock_patched_and_offline_planned(tflm, tmp_path, path):
+    """arena_used_bytes() to the byte: the stock model, the patched one, and the stock model with an
+    offline memory plan (when one beats greedy), each run in the host TFLM build."""
+    from tflm_patch.converter import analysis, offline_plan, persistent
+    kernels, runner = tflm
+    model = model_io.load_model(path)
+    graph = build_graph(model)
+    candidates = [(path, graph)]
+    try:
+        _, _, patched = _patched(path, tmp_path, max_mac_overhead=1.3, kernels=kernels)
+        candidates.append((patched, build_graph(model_io.load_model(patched))))
+    except NoGainError:
+        pass
+    offsets, _ = offline_plan.improve(graph)
+    if offsets is not None:
+        planned = tmp_path / "planned.tflite"
+        planned.write_bytes(model_io.serialize_model(offline_plan.with_offline_plan(model, graph, offsets)))
+        candidates.append((str(planned), build_graph(model_io.load_model(str(planned)))))
+    x = np.random.default_rng(5).integers(-128, 128, graph.tensors[graph.inputs[0]].shape, dtype=np.int8)
+    stock_outputs = None
+    for model_path, g in candidates:
+        head = analysis.analyze(g).arena.head_bytes
+        predicted = persistent.try_predict_total(g, head, abi="host64", kernels=kernels)
+        run = tflm_host.run_model(runner, model_path, x)
+        stock_outputs = stock_outputs or run.outputs
+        assert run.outputs == stock_outputs
+        if predicted is None:
+            pytest.skip(f"arena_used_bytes() is not predicted for {kernels} kernels")
+        assert run.arena_used_bytes == predicted.total_bytes, model_path

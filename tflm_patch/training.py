@@ -31,7 +31,7 @@ import contextlib
 import io
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -250,34 +250,31 @@ def predict_int8(tflite_bytes: bytes, images) -> np.ndarray:
 def predict_patched(patched_bytes: bytes, images, engine: str = "python") -> np.ndarray:
     """Run a patched model on every image; (N, outputs) int8, as :func:`predict_int8`.
 
-    ``PATCH_STAGE`` runs in tflm-patch's reference executor (``engine="python"``)
-    or the C++ kernel built on the host (``engine="cpp"``); the rest of the
-    model (a tail model whose input is the stage output) runs in TFLM.
+    Every ``PATCH_STAGE`` runs in tflm-patch's reference executor (``engine="python"``)
+    or the C++ kernel built on the host (``engine="cpp"``); the runs of other
+    ops between them run in TFLM.
     """
     patched_model = model_io.parse_model(bytes(patched_bytes), "patched model")
     graph = build_graph(patched_model)
     tin, tout = _io(graph, "patched model")
-    op = verify_mod._patch_op(graph)
-    if op.inputs[0] != graph.inputs[0]:
-        raise ModelError("the patched model's PATCH_STAGE does not read the model input")
     x = quantize_inputs(bytes(patched_bytes), images)
-    constants = [graph.tensors[t].data for t in op.inputs[1:]]
-    stage_shape = tuple(graph.tensors[op.outputs[0]].shape)
     if engine == "python":
-        plan = options_mod.decode(op.custom_options)
+        plans = {}
 
-        def stage(img):
-            return reference.run_plan(plan, [img] + constants)
+        def stage(op, value):
+            if op.index not in plans:
+                plans[op.index] = options_mod.decode(op.custom_options)
+            return reference.run_plan(plans[op.index], [value] + [graph.tensors[t].data for t in op.inputs[1:]])
     elif engine == "cpp":
         from . import native
 
-        def stage(img):
-            return native.run_stage(op.custom_options, [img] + constants, stage_shape)
+        def stage(op, value):
+            return native.run_stage(op.custom_options, [value] + [graph.tensors[t].data for t in op.inputs[1:]],
+                                    tuple(graph.tensors[op.outputs[0]].shape))
     else:
         raise ModelError(f"engine must be 'python' or 'cpp' (got {engine!r})")
-    stage_out = np.stack([np.asarray(stage(img.reshape(tin.shape))).reshape(stage_shape) for img in x])
-    tail = verify_mod.tail_model_bytes(patched_model)
-    out = oracle.run_batch(tail, stage_out, stage_shape)
+    runner = verify_mod.PatchedRunner(patched_model, stage)
+    out = np.stack([np.asarray(runner.run([img.reshape(tin.shape)])[0]) for img in x])
     return out.reshape((len(x),) + tuple(d for d in tout.shape[1:]))
 
 
@@ -326,14 +323,16 @@ def check_not_constant(tflite_bytes: bytes, sample_inputs) -> np.ndarray:
 @dataclass(frozen=True)
 class PlanChoice:
     """One patch plan: what it costs and what it saves."""
-    split: int                 # ops 0..split-1 become PATCH_STAGE
-    grid: tuple                # (rows, cols) of patches
+    max_mac_overhead: float    # the MAC limit under which the search chose this plan
+    stages: str                # e.g. "ops 0-5 (24x5, cached) + ops 6-12 (12x4, cached)"
+    grid: tuple                # (rows, cols) of the first stage's patches
     stage_ops: str             # e.g. "CONV_2D x4, DEPTHWISE_CONV_2D x2"
-    stage_output: tuple        # (H, W, C) of the stage output
+    stage_output: tuple        # (H, W, C) of the last stage's output
     arena_before: int          # predicted TFLM arena (planned, bytes) of the original model
     arena_after: int           # ... of the patched model
-    macs_original: int         # stage MACs computed once
-    macs_patched: int          # stage MACs with the halo recomputation
+    macs_original: int         # the stages' MACs computed once
+    macs_patched: int          # the stages' MACs as patched (halos recomputed where not cached)
+    plan: object = field(default=None, compare=False, repr=False)  # the planner's Plan
 
     @property
     def mac_overhead(self) -> float:
@@ -346,22 +345,26 @@ class PlanChoice:
 
     def cli_args(self) -> list:
         """The `tflm-patch convert` options that select this plan."""
-        return ["--split", str(self.split), "--patches", f"{self.grid[0]}x{self.grid[1]}"]
+        return ["--max-mac-overhead", f"{self.max_mac_overhead:g}"]
 
     def __str__(self) -> str:
-        return (f"ops 0-{self.split - 1}, {self.grid[0]}x{self.grid[1]} patches: arena {self.arena_after:,} B "
-                f"({self.reduction:.2f}x smaller), stage MACs x{self.mac_overhead:.3f}")
+        return (f"{self.stages}: arena {self.arena_after:,} B ({self.reduction:.2f}x smaller), "
+                f"stage MACs x{self.mac_overhead:.3f}")
 
 
-def _choice(plan) -> PlanChoice:
+def _choice(limit: float, plan) -> PlanChoice:
     counts = {}
-    for layer in plan.stage.layers:
-        counts[layer.name] = counts.get(layer.name, 0) + 1
-    return PlanChoice(split=plan.stage.split, grid=tuple(plan.grid),
+    for sp in plan.stages:
+        for layer in sp.stage.layers:
+            counts[layer.name] = counts.get(layer.name, 0) + 1
+    stages = " + ".join(f"ops {sp.stage.start}-{sp.stage.end - 1} ({sp.grid[0]}x{sp.grid[1]}, "
+                        f"{'halos ' + sp.caching if sp.caching != 'none' else 'halos recomputed'})"
+                        for sp in plan.stages)
+    return PlanChoice(max_mac_overhead=limit, stages=stages, grid=tuple(plan.grid),
                       stage_ops=", ".join(f"{n} x{c}" for n, c in counts.items()),
-                      stage_output=tuple(plan.stage.layers[-1].out_shape),
+                      stage_output=tuple(plan.stages[-1].stage.layers[-1].out_shape),
                       arena_before=plan.arena_before, arena_after=plan.arena_after,
-                      macs_original=plan.macs_original, macs_patched=plan.macs_patched)
+                      macs_original=plan.macs_original, macs_patched=plan.macs_patched, plan=plan)
 
 
 def _int8_graph(tflite_bytes: bytes):
@@ -382,15 +385,13 @@ def pareto_plans(tflite_bytes: bytes, max_mac_overhead: float | None = None) -> 
     recompute more than that ratio of the stage's MACs are left out.
     """
     graph = _int8_graph(tflite_bytes)
-    arena_before, plans = planner.enumerate_plans(graph)
-    front = [_choice(p) for p in planner.pareto_front(plans)]
-    front = [c for c in front if c.arena_after < arena_before]
+    front = [_choice(limit, p) for limit, p in planner.pareto(graph)]
     if max_mac_overhead is not None:
         front = [c for c in front if c.mac_overhead <= max_mac_overhead]
     return front
 
 
-def choose_plan(plans: list, sram_budget: int | None = None, max_mac_overhead: float | None = 1.3):
+def choose_plan(plans: list, sram_budget: int | None = None, max_mac_overhead: float | None = 1.05):
     """Pick a plan like ``tflm-patch convert``: within `max_mac_overhead`, the
     cheapest (fewest MACs) that fits `sram_budget`, else the smallest arena.
     None if `plans` is empty or none is within the overhead limit."""
@@ -400,12 +401,12 @@ def choose_plan(plans: list, sram_budget: int | None = None, max_mac_overhead: f
     if sram_budget is not None:
         fitting = [p for p in within if p.arena_after <= sram_budget]
         if fitting:
-            return min(fitting, key=lambda p: (p.macs_patched, p.arena_after, p.split))
-    return min(within, key=lambda p: (p.arena_after, p.macs_patched, p.split))
+            return min(fitting, key=lambda p: (p.macs_patched, p.arena_after))
+    return min(within, key=lambda p: (p.arena_after, p.macs_patched))
 
 
 def patch_tflite(tflite_bytes: bytes, plan: PlanChoice | None = None, *, sram_budget: int | None = None,
-                 max_mac_overhead: float = 1.3, verify_inputs=None) -> bytes:
+                 max_mac_overhead: float = 1.05, verify_inputs=None) -> bytes:
     """Patch an int8 model and prove it bit-identical against TFLM; the patched model's bytes.
 
     `plan`: one of :func:`pareto_plans`; without it the plan is searched as by
@@ -419,7 +420,7 @@ def patch_tflite(tflite_bytes: bytes, plan: PlanChoice | None = None, *, sram_bu
     model = model_io.parse_model(data, "model")
     graph = _int8_graph(data)
     if plan is not None:
-        p = planner.make_plan(graph, patches=tuple(plan.grid), split=plan.split)
+        p = plan.plan if plan.plan is not None else planner.make_plan(graph, max_mac_overhead=plan.max_mac_overhead)
     else:
         p = planner.make_plan(graph, sram_budget=sram_budget, max_mac_overhead=max_mac_overhead)
     patched = model_io.serialize_model(rewrite.rewrite_model(model, p, __version__))

@@ -125,6 +125,7 @@ size_t ElementCount(int32_t num_dims, const int32_t* dims) {
 
 // Host instrumentation only (the engine itself has no mutable state).
 size_t g_last_scratch_bytes = 0;
+size_t g_last_plan_memory_bytes = 0;
 
 }  // namespace
 
@@ -148,6 +149,7 @@ int tflm_patch_run_stage(const uint8_t* options, size_t options_bytes,
   Status status =
       tflm_patch::ComputePlanMemoryBytes(options, options_bytes, &plan_bytes);
   if (!status.ok()) return Reject(status, error, error_bytes);
+  g_last_plan_memory_bytes = plan_bytes;
   std::vector<uint64_t> plan_memory(plan_bytes / sizeof(uint64_t) + 1);
   const StagePlan* plan = nullptr;
   status = tflm_patch::ParsePlan(options, options_bytes, plan_memory.data(),
@@ -194,6 +196,10 @@ int tflm_patch_run_stage(const uint8_t* options, size_t options_bytes,
 }
 
 size_t tflm_patch_last_scratch_bytes(void) { return g_last_scratch_bytes; }
+
+size_t tflm_patch_last_plan_memory_bytes(void) {
+  return g_last_plan_memory_bytes;
+}
 
 int tflm_patch_single_rounding(void) {
   return tflm_patch::kUsesSingleRounding ? 1 : 0;

@@ -48,6 +48,10 @@ int tflm_patch_run_stage(const uint8_t* options, size_t options_bytes,
  * tflm_patch_run_stage in this process: what the TFLM op would request. */
 size_t tflm_patch_last_scratch_bytes(void);
 
+/* The plan memory (ComputePlanMemoryBytes) of the last options parsed by
+ * tflm_patch_run_stage in this process: what the TFLM op allocates in Init. */
+size_t tflm_patch_last_plan_memory_bytes(void);
+
 /* 1 if the engine was built with TFLITE_SINGLE_ROUNDING, else 0. */
 int tflm_patch_single_rounding(void);
 

@@ -19,6 +19,9 @@ Models made (name: what it exercises):
   real-world op mix with residual ADDs.  (Keras puts a ZeroPadding2D before
   each stride-2 depthwise conv, but the converter folds PAD + VALID into a
   SAME DEPTHWISE_CONV_2D, so these models contain no PAD op.)
+* ``mobilenetv1_025_96_gray``: Keras MobileNet (V1, alpha 0.25, no top) at
+  96x96x1, the shape of TFLM's person-detection example; a plain chain
+  where TFLM's greedy planner leaves gaps.
 * ``kernels_5x5_7x7``: 7x7 stride-2 conv, 5x5 depthwise, 5x5 conv.
 * ``stride2_odd`` / ``stride2_even``: stride-2 SAME conv + depthwise on a
   33x33 (odd) and a 32x32 (even) input.
@@ -189,6 +192,18 @@ def mobilenetv2(size: int):
     return build
 
 
+def mobilenetv2_full(size: int):
+    def build():
+        return keras.applications.MobileNetV2(alpha=1.0, input_shape=(size, size, 3), weights=None, classes=10)
+    return build
+
+
+def mobilenetv1_025_96_gray():
+    """The shape of TFLM's person-detection model: MobileNetV1 alpha 0.25, 96x96x1."""
+    base = keras.applications.MobileNet(alpha=0.25, input_shape=(96, 96, 1), include_top=False, weights=None)
+    return keras.Model(base.input, tail(base.output))
+
+
 def kernels_5x5_7x7():
     i = keras.Input((40, 40, 3))
     x = L.Conv2D(8, 7, strides=2, padding="same", activation="relu")(i)
@@ -270,6 +285,10 @@ MODELS = {
     "mobilenetv2_035_96": (mobilenetv2(96), 1, True,
                            {"CONV_2D": 1, "DEPTHWISE_CONV_2D": 1, "ADD": 1}),
     "mobilenetv2_035_144": (mobilenetv2(144), 2, True,
+                            {"CONV_2D": 1, "DEPTHWISE_CONV_2D": 1, "ADD": 1}),
+    "mobilenetv1_025_96_gray": (mobilenetv1_025_96_gray, 12, True, {"CONV_2D": 1, "DEPTHWISE_CONV_2D": 1}),
+    # 3.5 MB: not shipped; benchmarks/bench_memory.py makes it on first use (--only mobilenetv2_100_224).
+    "mobilenetv2_100_224": (mobilenetv2_full(224), 13, True,
                             {"CONV_2D": 1, "DEPTHWISE_CONV_2D": 1, "ADD": 1}),
     "kernels_5x5_7x7": (kernels_5x5_7x7, 3, False, {"CONV_2D": 2, "DEPTHWISE_CONV_2D": 1}),
     "stride2_odd": (lambda: _stride2(33), 4, False, {"CONV_2D": 2, "DEPTHWISE_CONV_2D": 1}),

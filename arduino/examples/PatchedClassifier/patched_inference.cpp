@@ -2,35 +2,18 @@
 
 #include <cstring>
 
-#include "TFLMPatch.h"
 #include "model_data.h"
+#include "model_ops.h"  // the model's ops, PATCH_STAGE among them
 #include "model_settings.h"
 #include "tensorflow/lite/micro/micro_interpreter.h"
 #include "tensorflow/lite/micro/micro_log.h"
-#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
 #include "tensorflow/lite/schema/schema_generated.h"
 #include "test_input.h"
 
 namespace {
 
-// The ops of the patched model: PATCH_STAGE replaced its first layers.
-using OpResolver = tflite::MicroMutableOpResolver<10>;
-
 alignas(16) uint8_t g_tensor_arena[kTensorArenaSize];
 tflite::MicroInterpreter* g_interpreter = nullptr;
-
-bool RegisterOps(OpResolver& resolver) {
-  return resolver.AddCustom(tflm_patch::kPatchStageCustomName,
-                            tflm_patch::Register_PATCH_STAGE()) == kTfLiteOk &&
-         resolver.AddConv2D() == kTfLiteOk &&
-         resolver.AddDepthwiseConv2D() == kTfLiteOk &&
-         resolver.AddAdd() == kTfLiteOk && resolver.AddPad() == kTfLiteOk &&
-         resolver.AddAveragePool2D() == kTfLiteOk &&
-         resolver.AddMean() == kTfLiteOk &&
-         resolver.AddFullyConnected() == kTfLiteOk &&
-         resolver.AddReshape() == kTfLiteOk &&
-         resolver.AddSoftmax() == kTfLiteOk;
-}
 
 }  // namespace
 
@@ -41,8 +24,8 @@ bool SetUpInference() {
                 static_cast<int>(model->version()), TFLITE_SCHEMA_VERSION);
     return false;
   }
-  static OpResolver resolver;
-  if (!RegisterOps(resolver)) {
+  static ModelOpResolver resolver;
+  if (!RegisterModelOps(resolver)) {
     MicroPrintf("could not register the ops");
     return false;
   }
