@@ -192,7 +192,10 @@ def test_hostile_model_refused_by_convert_and_analyze(case, tmp_path, capsys):
 def patched_pair(tmp_path_factory):
     d = tmp_path_factory.mktemp("pair")
     out = d / "patched.tflite"
-    assert cli.main(["convert", RESIDUAL, "-o", str(out), "--verify-inputs", "0"]) == 0
+    # --split 5: the stage starts at op 0 and reads the model input (the default plan may start later)
+    assert cli.main(["convert", RESIDUAL, "-o", str(out), "--split", "5", "--verify-inputs", "0"]) == 0
+    m = schema.Model.GetRootAs(out.read_bytes(), 0)
+    assert m.OperatorCodes(m.Subgraphs(0).Operators(0).OpcodeIndex()).CustomCode() == b"PATCH_STAGE"
     return out.read_bytes()
 
 
