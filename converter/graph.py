@@ -130,7 +130,12 @@ def build_graph(model: "schema.ModelT") -> Graph:
         g.offline_offsets = _offline_offsets(model, len(tensors))
     except ModelError as exc:
         g.offline_error = str(exc)
-    for op in ops:
+    return index_graph(g)
+
+
+def index_graph(g: Graph) -> Graph:
+    """Fill the graph's producer and consumer maps from its ops."""
+    for op in g.ops:
         for t in op.outputs:
             g.producer[t] = op.index
         for t in op.inputs:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from . import arena, cmsis_nn, halo_cache, persistent, stage_cost
 from .errors import NoGainError, PlanError
-from .graph import Graph, Op
+from .graph import Graph, Op, index_graph
 from .options import CUSTOM_CODE, encode
 from .regions import even_boundaries
 from .schema import BuiltinOperator
@@ -102,14 +102,7 @@ def patched_graph(graph: Graph, stages: list) -> tuple:
         op = graph.ops[i]
         ops.append(dataclasses.replace(op, index=len(ops), inputs=remap(op.inputs), outputs=remap(op.outputs)))
         i += 1
-    g = Graph(tensors, ops, remap(graph.inputs), remap(graph.outputs))
-    for op in ops:
-        for t in op.outputs:
-            g.producer[t] = op.index
-        for t in op.inputs:
-            if t >= 0:
-                g.consumers.setdefault(t, []).append(op.index)
-    return g, scratch
+    return index_graph(Graph(tensors, ops, remap(graph.inputs), remap(graph.outputs))), scratch
 
 
 def predict(graph: Graph, stages: list) -> arena.ArenaPlan:
