@@ -164,13 +164,6 @@ def _shortlist(options: list, limit: float | None) -> list:
     return front
 
 
-def _within(stages: list, limit: float | None) -> bool:
-    if limit is None:
-        return True
-    orig = sum(s.macs_original for s in stages)
-    return sum(s.macs_patched for s in stages) <= limit * orig if orig else True
-
-
 def _live_bytes(base: arena.ArenaPlan, first: int, last: int, removed: set) -> int:
     """Bytes of the original model's planned buffers alive in scopes [first, last], less the removed tensors."""
     return sum(b.size for b in base.buffers
@@ -184,9 +177,9 @@ def search(graph: Graph, kernels: str, limit: float | None, patches=None, split=
     The model is a path of ops; a plan replaces runs of it by stages. Each op
     or stage costs the bytes alive while it runs (its scratch included); a
     bottleneck search over that path (for a bound B, the cheapest way through
-    whose every step costs at most B, with the MAC limit as the path's weight)
-    finds, for every B, the least-MAC plan; the exact arena of the best few
-    decides. bound=False also keeps plans that do not lower the arena.
+    whose every step costs at most B, each stage's schedules already within the
+    MAC limit) finds, for every B, the least-MAC plan; the exact arena of the
+    best few decides. bound=False also keeps plans that do not lower the arena.
     """
     base = arena.plan_arena(graph)
     before = base.head_bytes
@@ -218,14 +211,13 @@ def search(graph: Graph, kernels: str, limit: float | None, patches=None, split=
             edges.setdefault(stage.start, []).append((stage.end, cost, opt))
     if not edges:
         return before, [], [], before
-    forced = split is not None or patches is not None
     thresholds = sorted({cost for es in edges.values() for _, cost, _ in es} | set(plain))
     met, seen = [], set()
     lo, hi = 0, len(thresholds) - 1
     feasible = None
     while lo <= hi:  # the least bound with a plan within the MAC limit
         mid = (lo + hi) // 2
-        path = _cheapest_path(n, plain, edges, thresholds[mid], limit, forced)
+        path = _cheapest_path(n, plain, edges, thresholds[mid])
         if path is not None:
             feasible, hi = mid, mid - 1
         else:
@@ -233,7 +225,7 @@ def search(graph: Graph, kernels: str, limit: float | None, patches=None, split=
     if feasible is None:
         return before, [], [], before
     for k in range(feasible, min(len(thresholds), feasible + 12)):
-        path = _cheapest_path(n, plain, edges, thresholds[k], limit, forced)
+        path = _cheapest_path(n, plain, edges, thresholds[k])
         key = tuple((o.stage.start, o.stage.end, len(o.rows), len(o.cols), o.cache_rows, o.cache_cols)
                     for o in path or ())
         if path is None or key in seen or len(path) > max_stages:
@@ -255,7 +247,7 @@ def search(graph: Graph, kernels: str, limit: float | None, patches=None, split=
     return before, met, chosen, head
 
 
-def _cheapest_path(n: int, plain: list, edges: dict, bound: int, limit, forced: bool):
+def _cheapest_path(n: int, plain: list, edges: dict, bound: int):
     """Options along the path 0 -> n whose every step costs at most `bound` and that has a stage,
     least in MACs added, then in stages; None if there is none. (Every option is within the MAC
     limit already, so the whole plan is.)"""

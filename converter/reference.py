@@ -188,7 +188,6 @@ def run_plan(plan: StagePlan, inputs: list) -> np.ndarray:
 def _run_cached_layer(plan, geo, i, r, c, region, buf, srcs, constants, scratch) -> None:
     """Steps 1-5 of docs "Cached halos": caches in, the new box computed, caches out."""
     layer = plan.layers[i]
-    channels = layer.out_shape[2]
     y0, y1, x0, x1 = region
     ny0, ny1 = geo.new_rows(i)[r]
     nx0, nx1 = geo.new_cols(i)[c]

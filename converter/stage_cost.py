@@ -142,10 +142,3 @@ def materialize(opt: Option, kernels: str = cmsis_nn.REFERENCE) -> StagePatch:
     plan = StagePlan(layers, list(opt.rows), list(opt.cols), opt.input_shape, scratch_bytes, workspace,
                      cache_rows=opt.cache_rows, cache_cols=opt.cache_cols)
     return StagePatch(opt.stage, plan, opt.macs_original, opt.macs_patched)
-
-
-def schedule(stage: Stage, input_shape: tuple, rows: list, cols: list, cache_rows: bool = False,
-             cache_cols: bool = False, kernels: str = cmsis_nn.REFERENCE) -> StagePatch | None:
-    """The stage under this grid and caching, or None when caching is asked for but regions are not separable."""
-    opt = option(stage, input_shape, rows, cols, cache_rows, cache_cols)
-    return None if opt is None else materialize(opt, kernels)
