@@ -83,7 +83,7 @@ _OP_SOURCES, _OP_HEADERS = _split(_KERNEL_FILES["op"])
 KERNEL_SOURCES = _OP_SOURCES + ENGINE_CORE_SOURCES
 KERNEL_HEADERS = _OP_HEADERS + ENGINE_CORE_HEADERS
 ENGINE_SOURCES = ENGINE_CORE_SOURCES + ("host/engine_capi.cc",)
-ENGINE_HEADERS = ENGINE_CORE_HEADERS + ("host/engine_capi.h",)
+ENGINE_HEADERS = ENGINE_CORE_HEADERS + ("host/engine_capi.h", "host/tensor_desc_array.h")
 DRIVER_SOURCE = "host/engine_main.cc"
 COMMON_FLAGS = ("-std=c++17", "-fno-exceptions", "-fno-rtti", "-Wall", "-Wextra", "-Werror")
 LIBRARY_FLAGS = ("-O2", "-shared", "-fPIC")

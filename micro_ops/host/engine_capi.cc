@@ -29,6 +29,7 @@ limitations under the License.
 #include "../plan_validation.h"
 #include "../reference_layers.h"
 #include "../schedule.h"
+#include "tensor_desc_array.h"
 
 namespace {
 
@@ -48,22 +49,7 @@ const LayerBackend& kBackend = tflm_patch::kCmsisNnLayerBackend;
 const LayerBackend& kBackend = tflm_patch::kReferenceLayerBackend;
 #endif
 
-// InputTensors over a plain array.
-class TensorDescArray final : public InputTensors {
- public:
-  TensorDescArray(const TensorDesc* descs, int32_t count)
-      : descs_(descs), count_(count) {}
-  int32_t count() const override { return count_; }
-  bool Describe(int32_t index, TensorDesc* desc) const override {
-    if (index < 0 || index >= count_) return false;
-    *desc = descs_[index];
-    return true;
-  }
-
- private:
-  const TensorDesc* descs_;
-  int32_t count_;
-};
+using tflm_patch::TensorDescArray;
 
 // The host refuses scratch areas larger than this (a corrupt scratch_bytes
 // must not make the test process allocate gigabytes).

@@ -67,7 +67,7 @@ def build(out_dir: Path | None = None) -> Path:
     cxx = clang()
     if cxx is None:
         raise RuntimeError("no clang++ with libFuzzer")
-    names = native.ENGINE_CORE_SOURCES + native.ENGINE_CORE_HEADERS
+    names = native.ENGINE_CORE_SOURCES + native.ENGINE_CORE_HEADERS + ("host/tensor_desc_array.h",)
     files = native._read_sources(names)
     digest = hashlib.sha256()
     for item in (cxx, *FLAGS):

@@ -37,6 +37,7 @@ limitations under the License.
 #include "reference_layers.h"
 #include "schedule.h"
 #include "status.h"
+#include "host/tensor_desc_array.h"
 
 namespace {
 
@@ -48,22 +49,7 @@ using tflm_patch::Region;
 using tflm_patch::StagePlan;
 using tflm_patch::TensorDesc;
 
-// InputTensors over a plain array (as the host C API has it).
-class TensorDescArray final : public tflm_patch::InputTensors {
- public:
-  TensorDescArray(const TensorDesc* descs, int32_t count)
-      : descs_(descs), count_(count) {}
-  int32_t count() const override { return count_; }
-  bool Describe(int32_t index, TensorDesc* desc) const override {
-    if (index < 0 || index >= count_) return false;
-    *desc = descs_[index];
-    return true;
-  }
-
- private:
-  const TensorDesc* descs_;
-  int32_t count_;
-};
+using tflm_patch::TensorDescArray;
 
 constexpr size_t kMaxPlanMemory = size_t{1} << 20;
 constexpr size_t kMaxScratch = size_t{4} << 20;
