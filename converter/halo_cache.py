@@ -10,7 +10,8 @@ column cache (columns shared with the tile to the left). The C++ kernel
 """
 from __future__ import annotations
 
-from .layers import ADD, PAD, STAGE_INPUT
+from .layers import ADD, CONCAT, PAD, RESIZE_NEAREST, STAGE_INPUT
+from .regions import resize_input_span
 
 
 def _input_interval(layer, axis: int, out: tuple, in_size: int):
@@ -18,8 +19,10 @@ def _input_interval(layer, axis: int, out: tuple, in_size: int):
     if out is None:
         return None
     o0, o1 = out
-    if layer.op == ADD:
+    if layer.op in (ADD, CONCAT):
         return out
+    if layer.op == RESIZE_NEAREST:
+        return resize_input_span(layer, axis, o0, o1, in_size)
     before = layer.padding[0 + axis]
     if layer.op == PAD:
         i0, i1 = max(0, o0 - before), min(in_size, o1 - before)

@@ -16,9 +16,12 @@ from .graph import Graph, Op
 from .schema import BuiltinOperator, Padding, TensorType
 
 CONV, DEPTHWISE, ADD, PAD, MAX_POOL, AVG_POOL = range(6)
+CONCAT, RESIZE_NEAREST = 30, 31   # layout ops: they move bytes, no arithmetic
 KIND_NAMES = {CONV: "CONV_2D", DEPTHWISE: "DEPTHWISE_CONV_2D", ADD: "ADD", PAD: "PAD",
-              MAX_POOL: "MAX_POOL_2D", AVG_POOL: "AVERAGE_POOL_2D"}
+              MAX_POOL: "MAX_POOL_2D", AVG_POOL: "AVERAGE_POOL_2D",
+              CONCAT: "CONCATENATION", RESIZE_NEAREST: "RESIZE_NEAREST_NEIGHBOR"}
 STAGE_INPUT = -1
+MAX_CONCAT_SOURCES = 10           # TFLM's concatenation.cc kMaxInputNum
 
 
 class Unsupported(Exception):
@@ -43,6 +46,8 @@ class Layer:
     shift: list = field(default_factory=list)
     add_params: list = field(default_factory=list)
     pad_value: int = 0
+    align_corners: int = 0            # RESIZE_NEAREST_NEIGHBOR
+    half_pixel_centers: int = 0
     filter: int = -1                  # index into PATCH_STAGE inputs
     bias: int = -1
     buffer_offset: int = 0
@@ -205,6 +210,51 @@ def _pad(graph: Graph, op: Op, sources: list) -> Layer:
                  out_zp=out.zero_point, pad_value=pad_value, op_index=op.index)
 
 
+def _concat(graph: Graph, op: Op, sources: list) -> Layer:
+    """CONCATENATION along channels. TFLM's int8 kernel requires every input's scale and zero point to equal
+    the output's (it never requantizes), so the layer is a copy of each source into its channel slice."""
+    if len(op.inputs) < 2 or len(op.inputs) > MAX_CONCAT_SOURCES:
+        raise Unsupported(f"CONCATENATION of {len(op.inputs)} inputs (2 to {MAX_CONCAT_SOURCES} supported)")
+    if len(sources) != len(op.inputs):
+        raise Unsupported("CONCATENATION of a constant tensor")
+    shapes = [_image_shape(graph, t, "CONCATENATION input") for t in op.inputs]
+    out_shape = _image_shape(graph, op.outputs[0], "output")
+    axis = getattr(op.options, "axis", 0)
+    if axis not in (3, -1):
+        raise Unsupported(f"CONCATENATION along axis {axis}, not channels")
+    if getattr(op.options, "fusedActivationFunction", 0):
+        raise Unsupported("CONCATENATION with a fused activation (TFLM rejects it)")
+    if any(s[:2] != out_shape[:2] for s in shapes) or sum(s[2] for s in shapes) != out_shape[2]:
+        raise Unsupported("CONCATENATION input shapes do not stack to the output shape")
+    out = graph.tensors[op.outputs[0]]
+    for t in op.inputs:
+        x = graph.tensors[t]
+        if float(x.scale) != float(out.scale) or x.zero_point != out.zero_point:
+            raise Unsupported("CONCATENATION input quantization differs from the output's (TFLM's int8 "
+                              "kernel does not requantize)")
+    return Layer(CONCAT, sources, shapes, out_shape, in_zp=[graph.tensors[t].zero_point for t in op.inputs],
+                 out_zp=out.zero_point, op_index=op.index)
+
+
+def _resize_nearest(graph: Graph, op: Op, sources: list) -> Layer:
+    """RESIZE_NEAREST_NEIGHBOR: a copy of the input pixel nearest.source_index picks, any sizes."""
+    in_shape = _image_shape(graph, op.inputs[0], "input")
+    out_shape = _image_shape(graph, op.outputs[0], "output")
+    if len(op.inputs) < 2 or op.inputs[1] < 0:
+        raise Unsupported("RESIZE_NEAREST_NEIGHBOR without a size tensor")
+    size = graph.tensors[op.inputs[1]]
+    if not size.is_constant or size.type != TensorType.INT32 or size.num_elements != 2:
+        raise Unsupported("RESIZE_NEAREST_NEIGHBOR size is not a constant int32 [2] tensor")
+    if [int(v) for v in size.data.reshape(-1)] != list(out_shape[:2]) or out_shape[2] != in_shape[2]:
+        raise Unsupported("RESIZE_NEAREST_NEIGHBOR output shape does not match its size tensor")
+    inp, out = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
+    if inp.zero_point != out.zero_point or float(inp.scale) != float(out.scale):
+        raise Unsupported("RESIZE_NEAREST_NEIGHBOR input and output quantization differ")
+    return Layer(RESIZE_NEAREST, sources, [in_shape], out_shape, in_zp=[inp.zero_point], out_zp=out.zero_point,
+                 align_corners=int(bool(getattr(op.options, "alignCorners", False))),
+                 half_pixel_centers=int(bool(getattr(op.options, "halfPixelCenters", False))), op_index=op.index)
+
+
 def lower_op(graph: Graph, op: Op, sources: list) -> Layer:
     """The layer record for a graph op, or Unsupported with the reason."""
     if len(op.outputs) != 1:
@@ -222,4 +272,8 @@ def lower_op(graph: Graph, op: Op, sources: list) -> Layer:
         return _pool(graph, op, MAX_POOL, sources)
     if code == BuiltinOperator.AVERAGE_POOL_2D:
         return _pool(graph, op, AVG_POOL, sources)
+    if code == BuiltinOperator.CONCATENATION:
+        return _concat(graph, op, sources)
+    if code == BuiltinOperator.RESIZE_NEAREST_NEIGHBOR:
+        return _resize_nearest(graph, op, sources)
     raise Unsupported(f"{op.name} is not a stage op")

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from flatbuffers import flexbuffers
 
 from .errors import ModelError
-from .layers import ADD, AVG_POOL, CONV, DEPTHWISE, MAX_POOL, PAD, STAGE_INPUT, Layer
+from .layers import (ADD, AVG_POOL, CONCAT, CONV, DEPTHWISE, MAX_POOL, MAX_CONCAT_SOURCES, PAD, RESIZE_NEAREST,
+                     STAGE_INPUT, Layer)
 
 FORMAT_VERSION = 1           # plans without cached halos
 CACHED_FORMAT_VERSION = 2    # plans with cache_rows or cache_cols
@@ -35,6 +36,16 @@ class StagePlan:
 
 def _has_geometry(op: int) -> bool:
     return op in (CONV, DEPTHWISE, MAX_POOL, AVG_POOL)
+
+
+def _has_act(op: int) -> bool:
+    return op not in (PAD, CONCAT, RESIZE_NEAREST)
+
+
+def _source_count_ok(op: int, count: int) -> bool:
+    if op == CONCAT:
+        return 2 <= count <= MAX_CONCAT_SOURCES
+    return count == (2 if op == ADD else 1)
 
 
 def encode(plan: StagePlan) -> bytes:
@@ -74,7 +85,7 @@ def encode(plan: StagePlan) -> bytes:
                             b.Int("col_cache_bytes", int(layer.col_cache_bytes))
                     vec("in_zp", layer.in_zp)
                     b.Int("out_zp", int(layer.out_zp))
-                    if layer.op != PAD:
+                    if _has_act(layer.op):
                         vec("act", layer.act)
                     if _has_geometry(layer.op):
                         vec("kernel", layer.kernel)
@@ -93,6 +104,9 @@ def encode(plan: StagePlan) -> bytes:
                         vec("add_params", layer.add_params)
                     if layer.op == PAD:
                         b.Int("pad_value", int(layer.pad_value))
+                    if layer.op == RESIZE_NEAREST:
+                        b.Int("align_corners", int(layer.align_corners))
+                        b.Int("half_pixel_centers", int(layer.half_pixel_centers))
     return bytes(b.Finish())
 
 
@@ -133,10 +147,10 @@ def decode(data: bytes) -> StagePlan:
     for i, d in enumerate(raw_layers):
         where = f"layer {i}"
         op = _get(d, "op", int, where)
-        if op not in (CONV, DEPTHWISE, ADD, PAD, MAX_POOL, AVG_POOL):
+        if op not in (CONV, DEPTHWISE, ADD, PAD, MAX_POOL, AVG_POOL, CONCAT, RESIZE_NEAREST):
             raise ModelError(f"PATCH_STAGE options: {where} has unknown op {op}")
         sources = _get(d, "inputs", list, where)
-        if len(sources) != (2 if op == ADD else 1) or any(s < STAGE_INPUT or s >= i for s in sources):
+        if not _source_count_ok(op, len(sources)) or any(s < STAGE_INPUT or s >= i for s in sources):
             raise ModelError(f"PATCH_STAGE options: {where} has bad inputs {sources}")
         in_shapes = [input_shape if s == STAGE_INPUT else layers[s].out_shape for s in sources]
         layer = Layer(op, sources, in_shapes, tuple(_get(d, "out_shape", list, where)),
@@ -150,7 +164,7 @@ def decode(data: bytes) -> StagePlan:
             if flags["cache_cols"]:
                 layer.col_cache_offset = _get(d, "col_cache_offset", int, where)
                 layer.col_cache_bytes = _get(d, "col_cache_bytes", int, where)
-        if op != PAD:
+        if _has_act(op):
             layer.act = tuple(_get(d, "act", list, where))
         if _has_geometry(op):
             layer.kernel = tuple(_get(d, "kernel", list, where))
@@ -169,6 +183,9 @@ def decode(data: bytes) -> StagePlan:
             layer.add_params = _get(d, "add_params", list, where)
         if op == PAD:
             layer.pad_value = _get(d, "pad_value", int, where)
+        if op == RESIZE_NEAREST:
+            layer.align_corners = _get(d, "align_corners", int, where)
+            layer.half_pixel_centers = _get(d, "half_pixel_centers", int, where)
         layers.append(layer)
     workspace = _get(root, "workspace_bytes", int, "root") if "workspace_bytes" in root else 0
     return StagePlan(layers, _get(root, "grid_rows", list, "root"), _get(root, "grid_cols", list, "root"),

@@ -62,7 +62,8 @@ HOST64 = {
     "OpDataConv": (72, 8), "OpDataFullyConnected": (64, 8), "OpDataAdd": (60, 4), "OpDataPooling": (32, 4),
     "OpDataReduce": (44, 4), "OpDataPad": (56, 4), "OpDataQuantizeReference": (32, 8),
     "DequantizeOpData": (32, 8), "OpDataLogistic": (16, 4), "OpDataMul": (36, 4), "SoftmaxParams": (80, 8),
-    "PatchStageLayerPlan": (176, 8), "PatchStageStagePlan": (88, 8), "PatchStageRegion": (16, 4),
+    "TfLiteConcatenationParams": (8, 4), "TfLiteResizeNearestNeighborParams": (2, 1), "OpDataConcatenation": (40, 8),
+    "PatchStageLayerPlan": (184, 8), "PatchStageStagePlan": (88, 8), "PatchStageRegion": (16, 4),
     "PatchStageOpData": (64, 8), "PatchStageHaloCache": (48, 8),
 }
 CORTEX_M = {
@@ -78,6 +79,7 @@ CORTEX_M = {
     "OpDataConv": (56, 4), "OpDataFullyConnected": (48, 4), "OpDataAdd": (60, 4), "OpDataPooling": (32, 4),
     "OpDataReduce": (44, 4), "OpDataPad": (56, 4), "OpDataQuantizeReference": (32, 8),
     "DequantizeOpData": (32, 8), "OpDataLogistic": (16, 4), "OpDataMul": (36, 4), "SoftmaxParams": (56, 8),
+    "TfLiteConcatenationParams": (8, 4), "TfLiteResizeNearestNeighborParams": (2, 1), "OpDataConcatenation": (24, 4),
     "PatchStageLayerPlan": (168, 4), "PatchStageStagePlan": (56, 4), "PatchStageRegion": (16, 4),
     "PatchStageOpData": (36, 4), "PatchStageHaloCache": (32, 4),
 }
@@ -86,7 +88,8 @@ CORTEX_M = {
 # OpDataFullyConnected is 16 bytes larger again (measured: each FULLY_CONNECTED costs 16 bytes
 # more in the wheel than the pinned headers give, whatever the model).
 WHEEL = dict(HOST64, SubgraphAllocations=(24, 8), RecordingMicroAllocator=(272, 8),
-             OpDataConv=(80, 8), OpDataFullyConnected=(88, 8))
+             OpDataConv=(80, 8), OpDataFullyConnected=(88, 8),
+             OpDataConcatenation=(80, 8))  # + int scratch_indices[kMaxInputNum = 10]
 ABIS = {"host64": HOST64, "cortex_m": CORTEX_M, "wheel": WHEEL}
 # TFLM's CMSIS-NN kernels (kernels/cmsis_nn/*.cc) wrap the reference OpData in their own. Modelled
 # for Cortex-M with the DSP extension (M4, M7, M33), where it is tested against measurements; a host
@@ -104,6 +107,7 @@ _BUILTIN_PARAMS = {
     B.SUM: "TfLiteReducerParams", B.FULLY_CONNECTED: "TfLiteFullyConnectedParams",
     B.SOFTMAX: "TfLiteSoftmaxParams", B.RESHAPE: "TfLiteReshapeParams", B.MUL: "TfLiteMulParams",
     B.PAD: None, B.PADV2: None, B.QUANTIZE: None, B.DEQUANTIZE: None, B.LOGISTIC: None,
+    B.CONCATENATION: "TfLiteConcatenationParams", B.RESIZE_NEAREST_NEIGHBOR: "TfLiteResizeNearestNeighborParams",
 }
 # The reference kernel's Init: AllocatePersistentBuffer(sizeof(OpData)); None = no Init (reshape).
 _OP_DATA = {
@@ -112,6 +116,7 @@ _OP_DATA = {
     B.SUM: "OpDataReduce", B.FULLY_CONNECTED: "OpDataFullyConnected", B.SOFTMAX: "SoftmaxParams",
     B.RESHAPE: None, B.MUL: "OpDataMul", B.PAD: "OpDataPad", B.PADV2: "OpDataPad",
     B.QUANTIZE: "OpDataQuantizeReference", B.DEQUANTIZE: "DequantizeOpData", B.LOGISTIC: "OpDataLogistic",
+    B.CONCATENATION: "OpDataConcatenation", B.RESIZE_NEAREST_NEIGHBOR: None,
 }
 _OP_DATA_CMSIS_NN = {**_OP_DATA, **{
     B.CONV_2D: "CmsisConvOpData", B.DEPTHWISE_CONV_2D: "CmsisConvOpData", B.ADD: "CmsisAddOpData",
@@ -169,6 +174,7 @@ def patch_stage_plan_memory_bytes(options: bytes, abi: dict = HOST64) -> int:
     array(len(plan.grid_cols), 4)
     array(len(plan.layers), abi["PatchStageLayerPlan"][0])
     for layer in plan.layers:
+        array(2 * len(layer.inputs), 4)  # ReadSources: inputs, then in_zp
         if layer.op in (CONV, DEPTHWISE):  # ReadFilterKeys: multiplier, then shift
             array(len(layer.multiplier), 4)
             array(len(layer.shift), 4)

@@ -12,7 +12,8 @@ import numpy as np
 
 from . import halo_cache, quant
 from .errors import ModelError
-from .layers import ADD, AVG_POOL, CONV, DEPTHWISE, MAX_POOL, PAD, STAGE_INPUT
+from .layers import ADD, AVG_POOL, CONCAT, CONV, DEPTHWISE, MAX_POOL, PAD, RESIZE_NEAREST, STAGE_INPUT
+from .nearest import source_index
 from .options import StagePlan, decode
 from .regions import is_empty, patch_regions
 
@@ -113,6 +114,23 @@ def _pad(layer, region, src: _View):
     return np.where(valid[:, :, None], vals, np.int8(layer.pad_value)).astype(np.int8)
 
 
+def _concat(layer, region, sources: list):
+    """reference_ops::Concatenation along channels (int8 inputs share the output's quantization): copies."""
+    oys, oxs = _out_coords(region)
+    parts = [src.taps(oys, oxs, shape)[0] for src, shape in zip(sources, layer.in_shapes)]
+    return np.concatenate(parts, axis=2).astype(np.int8)
+
+
+def _resize_nearest(layer, region, src: _View):
+    """reference_ops::ResizeNearestNeighbor: output (y, x) is input (source_index(y), source_index(x))."""
+    oys, oxs = _out_coords(region)
+    (ih, iw, _), (oh, ow, _) = layer.in_shapes[0], layer.out_shape
+    flags = (bool(layer.align_corners), bool(layer.half_pixel_centers))
+    ys = np.atleast_1d(source_index(oys, ih, oh, *flags))
+    xs = np.atleast_1d(source_index(oxs, iw, ow, *flags))
+    return src.taps(ys, xs, layer.in_shapes[0])[0].astype(np.int8)
+
+
 def run_layer(layer, region, sources: list, constants: list) -> np.ndarray:
     if layer.op in (CONV, DEPTHWISE):
         bias = constants[layer.bias] if layer.bias >= 0 else None
@@ -123,6 +141,10 @@ def run_layer(layer, region, sources: list, constants: list) -> np.ndarray:
         return _add(layer, region, sources[0], sources[1])
     if layer.op == PAD:
         return _pad(layer, region, sources[0])
+    if layer.op == CONCAT:
+        return _concat(layer, region, sources)
+    if layer.op == RESIZE_NEAREST:
+        return _resize_nearest(layer, region, sources[0])
     raise ModelError(f"unknown layer op {layer.op}")
 
 

@@ -7,7 +7,8 @@ full-image coordinates.
 """
 from __future__ import annotations
 
-from .layers import ADD, PAD, STAGE_INPUT
+from .layers import ADD, CONCAT, PAD, RESIZE_NEAREST, STAGE_INPUT
+from .nearest import source_index
 
 EMPTY = (0, 0, 0, 0)
 
@@ -28,13 +29,23 @@ def union(a: tuple, b: tuple) -> tuple:
     return (min(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), max(a[3], b[3]))
 
 
+def resize_input_span(layer, axis: int, o0: int, o1: int, in_size: int) -> tuple:
+    """RESIZE_NEAREST_NEIGHBOR along one axis (0 rows, 1 columns): the input span [i0, i1) that output span
+    [o0, o1) (non-empty) reads. source_index is non-decreasing, so it is [src(o0), src(o1 - 1) + 1)."""
+    out_size = layer.out_shape[axis]
+    args = (in_size, out_size, bool(layer.align_corners), bool(layer.half_pixel_centers))
+    return source_index(o0, *args), source_index(o1 - 1, *args) + 1
+
+
 def input_region(layer, out_region: tuple, in_shape: tuple) -> tuple:
     """The part of one input that `layer` reads to produce `out_region`."""
     if is_empty(out_region):
         return EMPTY
     y0, y1, x0, x1 = out_region
-    if layer.op == ADD:
+    if layer.op in (ADD, CONCAT):
         return out_region
+    if layer.op == RESIZE_NEAREST:
+        return resize_input_span(layer, 0, y0, y1, in_shape[0]) + resize_input_span(layer, 1, x0, x1, in_shape[1])
     top, left = layer.padding[0], layer.padding[1]
     if layer.op == PAD:
         r = (max(0, y0 - top), min(in_shape[0], y1 - top), max(0, x0 - left), min(in_shape[1], x1 - left))

@@ -51,6 +51,8 @@ _OP_RULES = {
     BuiltinOperator.REDUCE_MAX: (2, None, None),
     BuiltinOperator.REDUCE_MIN: (2, None, None),
     BuiltinOperator.REDUCE_PROD: (2, None, None),
+    BuiltinOperator.CONCATENATION: (1, None, None),
+    BuiltinOperator.RESIZE_NEAREST_NEIGHBOR: (2, None, None),
 }
 
 

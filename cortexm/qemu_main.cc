@@ -96,6 +96,8 @@ int main() {
   resolver.AddReshape();
   resolver.AddQuantize();
   resolver.AddDequantize();
+  resolver.AddConcatenation();
+  resolver.AddResizeNearestNeighbor();
   if (resolver.AddCustom(tflm_patch::kPatchStageCustomName, tflm_patch::Register_PATCH_STAGE()) != kTfLiteOk) {
     return Fail(1, "cannot register PATCH_STAGE");
   }

@@ -182,7 +182,8 @@ Status ReadShape(const FlexMap& map, const char* key, int32_t layer,
 
 LayerPlan DefaultLayer() {
   LayerPlan layer = {};
-  layer.sources[0] = layer.sources[1] = kStageInputSource;
+  layer.sources = nullptr;
+  layer.input_zero_point = nullptr;
   layer.filter_input = -1;
   layer.bias_input = -1;
   layer.kernel_height = layer.kernel_width = 1;
@@ -243,19 +244,51 @@ Status ReadFilterKeys(const FlexMap& map, int32_t index, PlanMemory* memory,
   return OkStatus();
 }
 
+bool IsKnownOp(int32_t op) {
+  return (op >= static_cast<int32_t>(LayerOp::kConv2D) &&
+          op <= static_cast<int32_t>(LayerOp::kAveragePool2D)) ||
+         op == static_cast<int32_t>(LayerOp::kConcatenation) ||
+         op == static_cast<int32_t>(LayerOp::kResizeNearestNeighbor);
+}
+
+// `inputs` and `in_zp`: one entry per source (CONCATENATION: 2 to
+// kMaxLayerSources, ADD: 2, others: 1), stored together in plan memory.
+Status ReadSources(const FlexMap& map, int32_t index, PlanMemory* memory,
+                   LayerPlan* layer) {
+  int32_t count = layer->op == LayerOp::kAdd ? 2 : 1;
+  if (layer->op == LayerOp::kConcatenation) {
+    FlexVector vector;
+    TFLM_PATCH_RETURN_IF_ERROR(OpenIntVector(map, "inputs", index, &vector));
+    if (vector.length < 2 ||
+        vector.length > static_cast<size_t>(kMaxLayerSources)) {
+      return ErrorStatus("CONCATENATION needs 2 to 10 inputs", "inputs",
+                         index);
+    }
+    count = static_cast<int32_t>(vector.length);
+  }
+  int32_t values[2 * kMaxLayerSources];
+  TFLM_PATCH_RETURN_IF_ERROR(
+      ReadFixedInts(map, "inputs", index, static_cast<size_t>(count), values));
+  TFLM_PATCH_RETURN_IF_ERROR(ReadFixedInts(
+      map, "in_zp", index, static_cast<size_t>(count), values + count));
+  int32_t* stored = memory->AllocateArray<int32_t>(2 * count);
+  if (stored != nullptr) {
+    for (int32_t i = 0; i < 2 * count; ++i) stored[i] = values[i];
+  }
+  layer->num_sources = count;
+  layer->sources = stored;
+  layer->input_zero_point = stored == nullptr ? nullptr : stored + count;
+  return OkStatus();
+}
+
 Status ParseLayer(const FlexMap& map, int32_t index, bool is_last,
                   PlanMemory* memory, LayerPlan* layer) {
   *layer = DefaultLayer();
   int32_t op = 0;
   TFLM_PATCH_RETURN_IF_ERROR(ReadInt(map, "op", index, &op));
-  if (op < static_cast<int32_t>(LayerOp::kConv2D) ||
-      op > static_cast<int32_t>(LayerOp::kAveragePool2D)) {
-    return ErrorStatus("unknown layer op", "op", index);
-  }
+  if (!IsKnownOp(op)) return ErrorStatus("unknown layer op", "op", index);
   layer->op = static_cast<LayerOp>(op);
-  layer->num_sources = layer->op == LayerOp::kAdd ? 2 : 1;
-  TFLM_PATCH_RETURN_IF_ERROR(
-      ReadFixedInts(map, "inputs", index, layer->num_sources, layer->sources));
+  TFLM_PATCH_RETURN_IF_ERROR(ReadSources(map, index, memory, layer));
   TFLM_PATCH_RETURN_IF_ERROR(
       ReadShape(map, "out_shape", index, &layer->output_shape));
   if (!is_last) {
@@ -264,13 +297,18 @@ Status ParseLayer(const FlexMap& map, int32_t index, bool is_last,
     TFLM_PATCH_RETURN_IF_ERROR(
         ReadInt(map, "buffer_bytes", index, &layer->buffer_bytes));
   }
-  TFLM_PATCH_RETURN_IF_ERROR(ReadFixedInts(
-      map, "in_zp", index, layer->num_sources, layer->input_zero_point));
   TFLM_PATCH_RETURN_IF_ERROR(
       ReadInt(map, "out_zp", index, &layer->output_zero_point));
   if (layer->op == LayerOp::kPad) {
     TFLM_PATCH_RETURN_IF_ERROR(ReadPadding(map, index, layer));
     return ReadInt(map, "pad_value", index, &layer->pad_value);
+  }
+  if (layer->op == LayerOp::kConcatenation) return OkStatus();  // no act
+  if (layer->op == LayerOp::kResizeNearestNeighbor) {
+    TFLM_PATCH_RETURN_IF_ERROR(
+        ReadInt(map, "align_corners", index, &layer->align_corners));
+    return ReadInt(map, "half_pixel_centers", index,
+                   &layer->half_pixel_centers);
   }
   TFLM_PATCH_RETURN_IF_ERROR(ReadPair(map, "act", index, &layer->activation_min,
                                       &layer->activation_max));

@@ -18,6 +18,7 @@ limitations under the License.
 #include <cstddef>
 
 #include "integer_math.h"
+#include "layout_layers.h"
 
 namespace tflm_patch {
 namespace {
@@ -283,6 +284,13 @@ void RunReferenceLayer(const LayerCall& call) {
     case LayerOp::kAveragePool2D:
       AveragePoolRegion(layer, call.input_shape, call.sources[0], call.region,
                         call.output);
+      break;
+    case LayerOp::kConcatenation:
+      ConcatenationRegion(layer, call.sources, call.region, call.output);
+      break;
+    case LayerOp::kResizeNearestNeighbor:
+      ResizeNearestRegion(layer, call.input_shape, call.sources[0],
+                          call.region, call.output);
       break;
   }
 }

@@ -16,6 +16,8 @@ limitations under the License.
 
 #include "geometry.h"
 
+#include "layout_layers.h"
+
 namespace tflm_patch {
 namespace {
 
@@ -49,7 +51,11 @@ Region LayerInputRegion(const LayerPlan& layer, const Region& out,
   Region in = kEmptyRegion;
   switch (layer.op) {
     case LayerOp::kAdd:
+    case LayerOp::kConcatenation:
       return out;
+    case LayerOp::kResizeNearestNeighbor:
+      in = ResizeNearestInputRegion(layer, out, in_shape);
+      break;
     case LayerOp::kPad:
       in.y0 = static_cast<int32_t>(Max64(0, int64_t{out.y0} - layer.pad_top));
       in.y1 = static_cast<int32_t>(

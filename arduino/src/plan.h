@@ -29,7 +29,9 @@ namespace tflm_patch {
 // The newest options format the engine reads; it reads version 1 too.
 constexpr int32_t kPatchStageFormatVersion = 2;
 constexpr int32_t kStageInputSource = -1;  // a layer source: the stage input
-constexpr int kMaxLayerSources = 2;        // ADD has two, the others one
+// CONCATENATION takes 2 to 10 (TFLM's concatenation.cc kMaxInputNum), ADD
+// two, the others one. A layer keeps its sources in plan memory.
+constexpr int kMaxLayerSources = 10;
 constexpr int kAddParamCount = 7;
 constexpr int32_t kInt8Min = -128;
 constexpr int32_t kInt8Max = 127;
@@ -45,6 +47,10 @@ enum class LayerOp : int32_t {
   kPad = 3,
   kMaxPool2D = 4,
   kAveragePool2D = 5,
+  // Layout ops (30-39): they move bytes, no arithmetic
+  // (layout_layers.h).
+  kConcatenation = 30,
+  kResizeNearestNeighbor = 31,
 };
 
 // An H x W x C image (batch 1).
@@ -70,7 +76,8 @@ struct AddParams {
 struct LayerPlan {
   LayerOp op;
   int32_t num_sources;
-  int32_t sources[kMaxLayerSources];  // kStageInputSource or an earlier layer
+  // num_sources entries each, in plan memory.
+  const int32_t* sources;  // kStageInputSource or an earlier layer
   ImageShape output_shape;
   int32_t buffer_offset;  // in the scratch area; unused by the last layer
   int32_t buffer_bytes;
@@ -87,7 +94,7 @@ struct LayerPlan {
   int32_t pad_bottom;
   int32_t pad_right;
   int32_t depth_multiplier;
-  int32_t input_zero_point[kMaxLayerSources];
+  const int32_t* input_zero_point;
   int32_t output_zero_point;
   int32_t activation_min;
   int32_t activation_max;
@@ -96,6 +103,8 @@ struct LayerPlan {
   const int32_t* output_shift;       // per output channel, positive = left
   AddParams add;
   int32_t pad_value;
+  int32_t align_corners;       // RESIZE_NEAREST_NEIGHBOR, 0 or 1
+  int32_t half_pixel_centers;  // RESIZE_NEAREST_NEIGHBOR, 0 or 1
   // Version 2, all but the last layer, read when the plan's flag is on.
   int32_t row_cache_offset;  // the layer's row cache in the scratch area
   int32_t row_cache_bytes;

@@ -17,6 +17,7 @@ limitations under the License.
 #include "plan_validation.h"
 
 #include "halo_cache.h"
+#include "layout_validation.h"
 
 namespace tflm_patch {
 namespace {
@@ -320,6 +321,9 @@ Status ValidateLayer(const StagePlan& plan, int32_t index,
   switch (layer.op) {
     case LayerOp::kAdd:
       return ValidateAddParams(layer, index, plan);
+    case LayerOp::kConcatenation:
+    case LayerOp::kResizeNearestNeighbor:
+      return ValidateLayoutLayer(plan, index);
     case LayerOp::kPad:
       return ValidatePadGeometry(layer, index, in);
     case LayerOp::kMaxPool2D:

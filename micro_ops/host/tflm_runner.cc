@@ -75,6 +75,8 @@ int main(int argc, char** argv) {
   resolver.AddReshape();
   resolver.AddQuantize();
   resolver.AddDequantize();
+  resolver.AddConcatenation();
+  resolver.AddResizeNearestNeighbor();
   resolver.AddCustom("PATCH_STAGE", tflm_patch::Register_PATCH_STAGE());
 
   // What MicroInterpreter(model, resolver, g_arena, kArenaSize) builds
