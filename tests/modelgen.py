@@ -93,7 +93,7 @@ class ModelBuilder:
         return float(x.scale * np.sqrt(fan_in) * self.rng.uniform(0.05, 0.3))
 
     def conv(self, x: Act, out_c, k, stride=1, dilation=1, padding=Padding.SAME, act=ActivationFunctionType.NONE,
-             depthwise=False, depth_multiplier=1) -> Act:
+             depthwise=False, depth_multiplier=1, out_q=None) -> Act:
         kh, kw = (k, k) if isinstance(k, int) else k
         h, w, c = x.shape
         if depthwise:
@@ -110,8 +110,8 @@ class ModelBuilder:
             oh, ow = -(-h // stride), -(-w // stride)
         else:
             oh, ow = (h - eff[0]) // stride + 1, (w - eff[1]) // stride + 1
-        out_scale = self._out_scale(x, fan_in)
-        y = self.activation((oh, ow, out_c), out_scale, int(self.rng.integers(-20, 20)))
+        out_scale, out_zp = out_q or (self._out_scale(x, fan_in), int(self.rng.integers(-20, 20)))
+        y = self.activation((oh, ow, out_c), out_scale, out_zp)
         fi = self.tensor(filt.shape, TensorType.INT8, w_scales, np.zeros(out_c, np.int64), filt)
         if depthwise:
             self.tensors[fi].quantization.quantizedDimension = 3
@@ -156,6 +156,25 @@ class ModelBuilder:
         o.fusedActivationFunction = act
         code = BuiltinOperator.AVERAGE_POOL_2D if average else BuiltinOperator.MAX_POOL_2D
         self.op(code, [x.index], [y.index], BuiltinOptions.Pool2DOptions, o)
+        return y
+
+    def concat(self, xs: list, axis: int = 3) -> Act:
+        """CONCATENATION along channels; the output takes the first input's quantization (TFLM's int8
+        kernel requires every input to share it)."""
+        h, w = xs[0].shape[:2]
+        y = self.activation((h, w, sum(x.shape[2] for x in xs)), xs[0].scale, xs[0].zp)
+        o = schema.ConcatenationOptionsT()
+        o.axis, o.fusedActivationFunction = axis, ActivationFunctionType.NONE
+        self.op(BuiltinOperator.CONCATENATION, [x.index for x in xs], [y.index], BuiltinOptions.ConcatenationOptions, o)
+        return y
+
+    def resize_nearest(self, x: Act, h: int, w: int, align_corners=False, half_pixel_centers=False) -> Act:
+        size = self.tensor((2,), TensorType.INT32, data=np.array([h, w], dtype=np.int32))
+        y = self.activation((h, w, x.shape[2]), x.scale, x.zp)
+        o = schema.ResizeNearestNeighborOptionsT()
+        o.alignCorners, o.halfPixelCenters = bool(align_corners), bool(half_pixel_centers)
+        self.op(BuiltinOperator.RESIZE_NEAREST_NEIGHBOR, [x.index, size], [y.index],
+                BuiltinOptions.ResizeNearestNeighborOptions, o)
         return y
 
     def mean_tail(self, x: Act) -> Act:

@@ -20,7 +20,7 @@ def stage_specs(draw):
     c = draw(st.integers(1, 4))
     layers = []
     for _ in range(draw(st.integers(1, 4))):
-        kind = draw(st.sampled_from(["conv", "dw", "residual", "pad", "maxpool", "avgpool"]))
+        kind = draw(st.sampled_from(["conv", "dw", "residual", "pad", "maxpool", "avgpool", "concat", "resize"]))
         spec = {"kind": kind, "act": draw(st.sampled_from(ACTS))}
         if kind in ("conv", "dw"):
             spec["k"] = draw(st.sampled_from([1, 2, 3, 5, 7]))
@@ -35,6 +35,12 @@ def stage_specs(draw):
             spec["k"] = draw(st.sampled_from([2, 3]))
             spec["stride"] = draw(st.sampled_from([1, 2]))
             spec["padding"] = draw(st.sampled_from([Padding.SAME, Padding.VALID]))
+        elif kind == "concat":  # a skip connection: concat the layer input with a conv of it
+            spec["out_c"] = draw(st.integers(1, 4))
+            spec["first"] = draw(st.booleans())
+        elif kind == "resize":  # nearest neighbour, up or down by any factor
+            spec["scale"] = [draw(st.sampled_from([0.5, 0.7, 1.0, 1.5, 2.0, 3.0])) for _ in range(2)]
+            spec["flags"] = draw(st.sampled_from([(False, False), (True, False), (False, True)]))
         layers.append(spec)
     return {"input": (h, w, c), "layers": layers, "seed": draw(st.integers(0, 2**31 - 1))}
 
@@ -59,6 +65,12 @@ def build(spec) -> bytes | None:
             x = mb.add(x, y, s["act"])
         elif s["kind"] == "pad":
             x = mb.pad(x, *s["p"])
+        elif s["kind"] == "concat":
+            y = mb.conv(x, s["out_c"], 3, act=s["act"], out_q=(x.scale, x.zp))
+            x = mb.concat([x, y] if s["first"] else [y, x])
+        elif s["kind"] == "resize":
+            x = mb.resize_nearest(x, max(1, round(h * s["scale"][0])), max(1, round(w * s["scale"][1])),
+                                  *s["flags"])
         else:
             if s["padding"] == Padding.VALID and (s["k"] > h or s["k"] > w):
                 return None

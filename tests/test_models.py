@@ -16,7 +16,8 @@ NAMES = [os.path.basename(m) for m in MODELS]
 
 def test_the_model_set_is_complete():
     expected = {"mobilenetv2_035_96", "mobilenetv2_035_144", "kernels_5x5_7x7", "stride2_odd", "stride2_even",
-                "dilation2", "valid_padding", "residual_add", "nonsquare", "pooling_pad", "depth_multiplier"}
+                "dilation2", "valid_padding", "residual_add", "nonsquare", "pooling_pad", "depth_multiplier",
+                "unet_small"}
     assert expected <= {n[:-len(".tflite")] for n in NAMES}
 
 
@@ -67,6 +68,25 @@ def test_uneven_grids_over_the_whole_stage_are_bit_identical(model, grid):
     assert plan.grid == (rows, cols)
     patched = model_io.serialize_model(rewrite.rewrite_model(m, plan, "test"))
     report = verify.verify(data, patched, verify.random_inputs(graph, 1, seed=5), engines=("python", "cpp"))
+    assert report.identical, report.first_difference
+
+
+def test_the_unet_is_one_stage_from_input_to_the_strided_conv_and_gains():
+    """The U-Net's skip connections live inside one stage that spans encoder and decoder: ops 0-9 (six convs,
+    two RESIZE_NEAREST_NEIGHBOR, two CONCATENATION) in a stage from the 64x64x3 input to the 32x32x8 output."""
+    src = os.path.join(MODELS_DIR, "unet_small.tflite")
+    m = model_io.load_model(src)
+    graph = build_graph(m)
+    plan = planner.make_plan(graph, max_mac_overhead=1.05)
+    (stage,) = [sp.stage for sp in plan.stages]
+    assert stage.op_indices == list(range(10))
+    names = [layer.name for layer in stage.layers]
+    assert names.count("CONCATENATION") == 2 and names.count("RESIZE_NEAREST_NEIGHBOR") == 2
+    assert plan.arena_before == 196_608 and plan.arena_after <= 70_000
+    assert plan.total_after < plan.total_before
+    patched = model_io.serialize_model(rewrite.rewrite_model(m, plan, "test"))
+    report = verify.verify(open(src, "rb").read(), patched, verify.random_inputs(graph, 2, seed=8),
+                           engines=("python", "cpp"))
     assert report.identical, report.first_difference
 
 

@@ -32,6 +32,9 @@ Models made (name: what it exercises):
 * ``pooling_pad``: asymmetric ZeroPadding2D (PAD), MAX_POOL_2D, and two
   AVERAGE_POOL_2D (SAME stride 1, VALID stride 2).
 * ``depth_multiplier``: depthwise conv with depth_multiplier 2.
+* ``unet_small``: a small U-Net at 64x64: stride-2 encoder convs, a decoder
+  of nearest-neighbour upsampling (RESIZE_NEAREST_NEIGHBOR) and Concatenate
+  skip connections (CONCATENATION), then a stride-2 conv.
 
 Why the batch-norm recalibration: an untrained MobileNetV2 has BN moving
 statistics mean 0 / variance 1, which do not match the real activation
@@ -85,7 +88,8 @@ N_REPR = 32        # representative-dataset images per model
 N_CHECK = 8        # inputs for the output-variation check
 N_BN = 64          # images for the BN recalibration and the head calibration
 
-STAGE_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "PAD", "MAX_POOL_2D", "AVERAGE_POOL_2D"}
+STAGE_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "PAD", "MAX_POOL_2D", "AVERAGE_POOL_2D", "CONCATENATION",
+             "RESIZE_NEAREST_NEIGHBOR"}
 FORBIDDEN_OPS = {"QUANTIZE", "DEQUANTIZE", "SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND"}
 
 
@@ -280,6 +284,23 @@ def depth_multiplier():
     return keras.Model(i, tail(x))
 
 
+def unet_small():
+    """A small U-Net: two stride-2 encoder convs, a decoder of nearest-neighbour upsampling + Concatenate skip
+    connections, then a stride-2 conv so the stage can end smaller than the full-resolution decoder.
+    Keras 3's UpSampling2D(interpolation="nearest") lowers to RESHAPE/TILE ops; Resizing(nearest) (what
+    tf.image.resize does) lowers to RESIZE_NEAREST_NEIGHBOR (half_pixel_centers), so the decoder uses it."""
+    i = keras.Input((64, 64, 3))
+    e1 = L.Conv2D(8, 3, padding="same", activation="relu")(i)
+    e2 = L.Conv2D(16, 3, strides=2, padding="same", activation="relu")(e1)
+    e3 = L.Conv2D(24, 3, strides=2, padding="same", activation="relu")(e2)
+    d = L.Concatenate()([L.Resizing(32, 32, interpolation="nearest")(e3), e2])
+    d = L.Conv2D(16, 3, padding="same", activation="relu")(d)
+    d = L.Concatenate()([L.Resizing(64, 64, interpolation="nearest")(d), e1])
+    d = L.Conv2D(8, 3, padding="same", activation="relu")(d)
+    d = L.Conv2D(8, 3, strides=2, padding="same", activation="relu")(d)
+    return keras.Model(i, tail(d))
+
+
 # name -> (builder, seed, recalibrate BN?, {op: minimum count} that must be present)
 MODELS = {
     "mobilenetv2_035_96": (mobilenetv2(96), 1, True,
@@ -300,6 +321,7 @@ MODELS = {
     "pooling_pad": (pooling_pad, 10, False,
                     {"PAD": 1, "CONV_2D": 3, "MAX_POOL_2D": 1, "AVERAGE_POOL_2D": 2}),
     "depth_multiplier": (depth_multiplier, 11, False, {"DEPTHWISE_CONV_2D": 1, "CONV_2D": 1}),
+    "unet_small": (unet_small, 14, False, {"CONV_2D": 6, "CONCATENATION": 2, "RESIZE_NEAREST_NEIGHBOR": 2}),
 }
 
 
