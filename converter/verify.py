@@ -19,6 +19,7 @@ from . import model_io, oracle, reference
 from .errors import ModelError, VerifyError
 from .graph import build_graph
 from .options import CUSTOM_CODE
+from .plan_validation import validated_plan
 from .rewrite import drop_unused_opcodes
 from .schema import BuiltinOperator
 
@@ -149,9 +150,10 @@ def verify(original_bytes: bytes, patched_bytes: bytes, input_sets: list, engine
 
     for op in stage_ops:
         _check_pair(g_orig, g_patched, original_tensor(op.outputs[0]), op.outputs[0])
-        if not op.custom_options or any(t < 0 or not g_patched.tensors[t].is_constant for t in op.inputs[1:]):
-            raise ModelError(f"the patched model's PATCH_STAGE at op {op.index} has no options, or inputs after "
-                             "the first that are not constants")
+        validated_plan(op, g_patched)  # what the kernel's Prepare would refuse is bad input, not a mismatch
+        if any(t < 0 or not g_patched.tensors[t].is_constant for t in op.inputs[1:]):
+            raise ModelError(f"the patched model's PATCH_STAGE at op {op.index} has inputs after the first that "
+                             "are not constants")
     stages = [(op, original_tensor(op.inputs[0]), original_tensor(op.outputs[0]),
                [g_patched.tensors[t].data for t in op.inputs[1:]]) for op in stage_ops]
     rest, rest_inputs = rest_model(patched_model)

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .converter import model_io, oracle, planner, reference, rewrite
-from .converter import options as options_mod
+from .converter.plan_validation import stage_plans
 from .converter import verify as verify_mod
 from .converter.errors import ModelError, TflmPatchError
 from .converter.graph import build_graph
@@ -259,11 +259,9 @@ def predict_patched(patched_bytes: bytes, images, engine: str = "python") -> np.
     tin, tout = _io(graph, "patched model")
     x = quantize_inputs(bytes(patched_bytes), images)
     if engine == "python":
-        plans = {}
+        plans = stage_plans(graph)  # parsed and checked once, as the kernel's Init and Prepare do
 
         def stage(op, value):
-            if op.index not in plans:
-                plans[op.index] = options_mod.decode(op.custom_options)
             return reference.run_plan(plans[op.index], [value] + [graph.tensors[t].data for t in op.inputs[1:]])
     elif engine == "cpp":
         from . import native
