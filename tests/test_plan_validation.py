@@ -17,7 +17,7 @@ from tflm_patch.converter.plan_validation import TensorDesc, descs_from_arrays, 
 
 from .cached_plans import with_caches
 from .test_engine_cache import CACHE_REJECTIONS, cached_chain  # noqa: F401  (fixture)
-from .test_engine_unit import REJECTIONS, chain, encode, garbage_options, mutated  # noqa: F401  (fixture)
+from .test_engine_unit import REJECTIONS, byte_flips, chain, encode, garbage_options, mutated  # noqa: F401  (fixture)
 
 PREFIX = "PATCH_STAGE options: "
 
@@ -90,14 +90,8 @@ def test_garbage_gets_the_same_verdict_and_message(chain, cached_chain):
 
 
 def _garbage(valid: bytes, count: int = 150) -> list:
-    rng = np.random.default_rng(5)
     cases = [valid[:n] for n in range(0, len(valid), max(1, len(valid) // 40))]
-    for _ in range(count):
-        flipped = bytearray(valid)
-        for pos in rng.integers(0, len(valid), size=int(rng.integers(1, 4))):
-            flipped[pos] = int(rng.integers(0, 256))
-        cases.append(bytes(flipped))
-    return cases
+    return cases + byte_flips(valid, np.random.default_rng(5), count)
 
 
 # --------------------------------------------------------------------------
