@@ -15,6 +15,7 @@ from .errors import ModelError
 from .layers import ADD, AVG_POOL, CONCAT, CONV, DEPTHWISE, MAX_POOL, PAD, RESIZE_NEAREST, STAGE_INPUT
 from .nearest import source_index
 from .options import StagePlan, decode
+from .plan_validation import TensorDesc, descs_from_arrays, validate_plan
 from .regions import is_empty, patch_regions
 
 
@@ -250,4 +251,8 @@ def _col_cache(scratch, layer, rows, cols):
 
 
 def run_stage(options: bytes, inputs: list) -> np.ndarray:
-    return run_plan(decode(options), inputs)
+    """Parse, check (as the kernel's Init and Prepare do) and run a stage on numpy inputs."""
+    plan = decode(options)
+    output = TensorDesc("INT8", (1,) + tuple(plan.layers[-1].out_shape), False)
+    validate_plan(plan, descs_from_arrays(inputs), output)
+    return run_plan(plan, inputs)

@@ -15,8 +15,8 @@ limitations under the License.
 
 // The layout layers (op codes 30-39): they move bytes and compute nothing,
 // bit-exact with TFLM's reference kernels (reference/concatenation.h,
-// reference/resize_nearest_neighbor.h). Their region rules live here too,
-// since the index map of RESIZE_NEAREST_NEIGHBOR is both.
+// reference/resize_nearest_neighbor.h). RESIZE_NEAREST_NEIGHBOR's index map,
+// which is also its region rule, is geometry.h's NearestSourceIndex.
 
 #ifndef TFLM_PATCH_MICRO_OPS_LAYOUT_LAYERS_H_
 #define TFLM_PATCH_MICRO_OPS_LAYOUT_LAYERS_H_
@@ -28,17 +28,6 @@ limitations under the License.
 #include "plan.h"
 
 namespace tflm_patch {
-
-// reference_ops::GetNearestNeighbor: the input row (column) that output row
-// (column) `out_index` copies. Non-decreasing in `out_index`.
-int32_t NearestSourceIndex(int32_t out_index, int32_t in_size,
-                           int32_t out_size, bool align_corners,
-                           bool half_pixel_centers);
-
-// The input region RESIZE_NEAREST_NEIGHBOR reads for a non-empty `out`:
-// [src(y0), src(y1 - 1) + 1) x [src(x0), src(x1 - 1) + 1).
-Region ResizeNearestInputRegion(const LayerPlan& layer, const Region& out,
-                                const ImageShape& in_shape);
 
 // reference_ops::Concatenation along channels over `region`: source s fills
 // channels [sum of the channels of sources < s, + its own) (a view's

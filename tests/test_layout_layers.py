@@ -272,8 +272,20 @@ def test_the_unmodified_plan_runs_and_the_python_decoder_rejects_bad_source_coun
     doc, inputs, expected = skip_stage
     assert np.array_equal(native.run_stage(cached_plans.encode_document(doc), inputs, expected.shape), expected)
     for name in ("concat of one input", "concat of eleven inputs"):
-        with pytest.raises(ModelError, match="bad inputs"):
+        with pytest.raises(ModelError, match=r"CONCATENATION needs 2 to 10 inputs \('inputs'\)"):
             options.decode(cached_plans.encode_document(REJECTIONS[name][0](doc)))
+
+
+def test_the_python_mirror_of_prepare_gives_the_kernels_verdict_and_message(skip_stage):
+    from .test_plan_validation import engine_verdicts, python_verdict
+    doc, inputs, expected = skip_stage
+    cases = {name: cached_plans.encode_document(fn(doc)) for name, (fn, _) in REJECTIONS.items()}
+    engine = engine_verdicts(list(cases.values()), inputs, expected.shape)
+    for (name, opts), verdict in zip(cases.items(), engine):
+        assert verdict is not None, name
+        assert python_verdict(opts, inputs, expected.shape) == verdict, name
+    valid = cached_plans.encode_document(doc)
+    assert python_verdict(valid, inputs, expected.shape) is None
 
 
 def test_sanitized_engine_on_valid_and_malformed_layout_layers(skip_stage):

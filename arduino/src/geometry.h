@@ -57,6 +57,13 @@ inline size_t AlignUp(size_t value, size_t alignment) {
 
 // What `layer` reads of its source image (shape `in_shape`) to compute its
 // output region `out`, clipped to the image.
+// reference_ops::GetNearestNeighbor (RESIZE_NEAREST_NEIGHBOR): the input
+// row (column) that output row (column) `out_index` copies, in TFLM's float32
+// arithmetic. Non-decreasing in `out_index`.
+int32_t NearestSourceIndex(int32_t out_index, int32_t in_size,
+                           int32_t out_size, bool align_corners,
+                           bool half_pixel_centers);
+
 Region LayerInputRegion(const LayerPlan& layer, const Region& out,
                         const ImageShape& in_shape);
 

@@ -16,45 +16,9 @@ limitations under the License.
 
 #include "layout_layers.h"
 
-#include <cmath>
 #include <cstring>
 
 namespace tflm_patch {
-
-int32_t NearestSourceIndex(int32_t out_index, int32_t in_size,
-                           int32_t out_size, bool align_corners,
-                           bool half_pixel_centers) {
-  // Term for term TFLM's float arithmetic, so that the rounding is the same.
-  const float scale = (align_corners && out_size > 1)
-                          ? (in_size - 1) / static_cast<float>(out_size - 1)
-                          : in_size / static_cast<float>(out_size);
-  const float offset = half_pixel_centers ? 0.5f : 0.0f;
-  const float value = (out_index + offset) * scale;
-  int32_t index = align_corners ? static_cast<int32_t>(std::round(value))
-                                : static_cast<int32_t>(std::floor(value));
-  if (index > in_size - 1) index = in_size - 1;
-  if (half_pixel_centers && index < 0) index = 0;
-  return index;
-}
-
-Region ResizeNearestInputRegion(const LayerPlan& layer, const Region& out,
-                                const ImageShape& in_shape) {
-  const bool align = layer.align_corners != 0;
-  const bool half = layer.half_pixel_centers != 0;
-  const ImageShape& out_shape = layer.output_shape;
-  Region in;
-  in.y0 = NearestSourceIndex(out.y0, in_shape.height, out_shape.height, align,
-                             half);
-  in.y1 = NearestSourceIndex(out.y1 - 1, in_shape.height, out_shape.height,
-                             align, half) +
-          1;
-  in.x0 =
-      NearestSourceIndex(out.x0, in_shape.width, out_shape.width, align, half);
-  in.x1 = NearestSourceIndex(out.x1 - 1, in_shape.width, out_shape.width,
-                             align, half) +
-          1;
-  return in;
-}
 
 void ConcatenationRegion(const LayerPlan& layer, const InputView* inputs,
                          const Region& region, const OutputView& output) {
