@@ -255,3 +255,77 @@ def test_the_predicted_total_is_the_arena_size_to_give(name):
     assert total.total_bytes % 16 == 0
     assert oracle._call(_allocates, data, total.total_bytes)
     assert not oracle._call(_allocates, data, total.total_bytes - 16)
+
+
+def _narrow_options(plan) -> bytes:
+    """The options as converters before the in-place rule wrote them: every vector at its smallest width."""
+    from tflm_patch.converter import options
+    real = options._int32_array
+    try:  # grid boundaries and shifts fit one byte (multipliers need four): 1-byte vectors
+        options._int32_array = lambda values: [int(v) for v in values]
+        return options.encode(plan)
+    finally:
+        options._int32_array = real
+
+
+class _OptionsAt:
+    """Options bytes placed `shift` bytes past a 16-byte boundary, passed to the engine by address."""
+
+    def __init__(self, data: bytes, shift: int):
+        import ctypes
+        self._keep = ctypes.create_string_buffer(len(data) + 32)
+        address = (ctypes.addressof(self._keep) + 15) // 16 * 16 + shift
+        ctypes.memmove(address, data, len(data))
+        self._as_parameter_ = ctypes.cast(address, ctypes.c_char_p)
+        self._len = len(data)
+
+    def __len__(self):
+        return self._len
+
+
+def test_older_or_unaligned_options_still_run_and_copy_their_vectors():
+    # What a TFLM maintainer keeps: options written before the in-place rule (narrow vectors), or
+    # a model at an address that is not 4-aligned, run with the same outputs; the kernel copies
+    # what it cannot read in place into plan memory, and the converter predicts that memory.
+    import ctypes
+
+    import numpy as np
+
+    from tflm_patch import native
+    from tflm_patch.converter import options
+    model = model_io.load_model(os.path.join(MODELS_DIR, "residual_add.tflite"))
+    plan = planner.make_plan(build_graph(model), patches=(2, 2))
+    g = build_graph(model_io.parse_model(model_io.serialize_model(rewrite.rewrite_model(model, plan, "t"))))
+    op = verify.patch_ops(g)[0]
+    x = np.random.default_rng(3).integers(-128, 128, g.tensors[op.inputs[0]].shape, dtype=np.int8)
+    inputs = [x] + [g.tensors[t].data for t in op.inputs[1:]]
+    shape = g.tensors[op.outputs[0]].shape
+    lib = native.engine_library()
+    lib.tflm_patch_last_plan_memory_bytes.restype = ctypes.c_size_t
+
+    aligned = options.encode(plan.stage_plan)
+    want = native.run_stage(aligned, inputs, shape)
+    in_place_bytes = lib.tflm_patch_last_plan_memory_bytes()
+    assert in_place_bytes == persistent.patch_stage_plan_memory_bytes(aligned)
+
+    narrow = _narrow_options(plan.stage_plan)
+    copied = [k for k, v in options.in_place_vectors(narrow).items() if not v]
+    assert {key for _, key in copied} == {"grid_rows", "grid_cols", "shift"}  # multipliers need 4 bytes
+    assert np.array_equal(native.run_stage(narrow, inputs, shape), want)
+    assert lib.tflm_patch_last_plan_memory_bytes() == persistent.patch_stage_plan_memory_bytes(narrow) > \
+        in_place_bytes
+
+    convs = [l for l in plan.stage_plan.layers if l.op in (0, 1)]
+    every_vector = sum(2 * 8 * ((4 * len(l.multiplier) + 7) // 8) for l in convs) + 2 * 8 * ((4 * 3 + 7) // 8)
+
+    def run_at(shift):  # the engine's C entry point, given the options' address
+        out = native._run_in_process(_OptionsAt(aligned, shift), native._prepare_inputs(inputs), tuple(shape),
+                                     False, None)
+        assert not isinstance(out, native.EngineError), out
+        return out
+
+    for shift in (1, 2):  # nothing can be read in place: everything is copied, same outputs
+        assert np.array_equal(run_at(shift), want)
+        assert lib.tflm_patch_last_plan_memory_bytes() == in_place_bytes + every_vector
+    assert np.array_equal(run_at(0), want)
+    assert lib.tflm_patch_last_plan_memory_bytes() == in_place_bytes
