@@ -61,7 +61,7 @@ def stages_from(graph: Graph, start: int, lowered: dict | None = None) -> tuple:
                 continue
             if t in producer_layer:
                 sources.append(producer_layer[t])
-            elif stage_input in (None, t):
+            elif stage_input in (None, t) and external in (None, t):  # one tensor in, also within the first op
                 sources.append(STAGE_INPUT)
                 external = t
             else:
