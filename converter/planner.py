@@ -21,7 +21,7 @@ from . import arena, cmsis_nn, persistent, stage_cost
 from .errors import NoGainError, PlanError
 from .graph import Graph, Op, index_graph
 from .options import CUSTOM_CODE, encode
-from .schedules import CACHE_MODES, GRID_COUNTS  # noqa: F401 (the search's grids and modes)
+from .schedules import CACHE_MODES, CALL_MACS, GRID_COUNTS  # noqa: F401 (the search's grids and modes)
 from .schedules import front as schedule_front
 from .schema import BuiltinOperator
 from .stage import Stage, all_stages, select_stage
@@ -115,18 +115,20 @@ def predict(graph: Graph, stages: list) -> arena.ArenaPlan:
     return arena.plan_arena(g, scratch)
 
 
-def schedules(graph: Graph, stage: Stage, patches: tuple | None = None, tables: dict | None = None) -> list:
-    """The stage's schedules that no other beats on both scratch and MACs (schedules.front)."""
-    return schedule_front(graph, stage, patches, tables)
+def schedules(graph: Graph, stage: Stage, patches: tuple | None = None, tables: dict | None = None,
+              kernels: str = cmsis_nn.REFERENCE) -> list:
+    """The stage's schedules that no other beats on both scratch and cost (schedules.front); for
+    CMSIS-NN kernels the cost counts the kernel calls too."""
+    return schedule_front(graph, stage, patches, tables, CALL_MACS if kernels == cmsis_nn.CMSIS_NN else 0)
 
 
 def _shortlist(options: list, limit: float | None) -> list:
     """The options worth an exact prediction: least scratch, each cheaper in MACs than the last."""
     if limit is not None:
-        options = [o for o in options if o.macs_patched <= limit * o.macs_original]
+        options = [o for o in options if o.cost <= limit * o.macs_original]
     front = []
-    for o in sorted(options, key=lambda o: (o.scratch_bytes, o.macs_patched)):
-        if not front or o.macs_patched < front[-1].macs_patched:
+    for o in sorted(options, key=lambda o: (o.scratch_bytes, o.cost)):
+        if not front or o.cost < front[-1].cost:
             front.append(o)
     return front
 
@@ -165,9 +167,9 @@ def search(graph: Graph, kernels: str, limit: float | None, patches=None, split=
         io = _live_bytes(base, stage.start + 1, stage.end, stage.removed_tensors)
         if io >= ceiling:
             continue
-        key = (stage.start, stage.end, patches)
+        key = (stage.start, stage.end, patches, kernels)
         if memo is None or key not in memo:
-            options = schedules(graph, stage, patches, tables)
+            options = schedules(graph, stage, patches, tables, kernels)
             if memo is not None:
                 memo[key] = options
         else:
@@ -220,7 +222,7 @@ def _cheapest_path(n: int, plain: list, edges: dict, bound: int):
     least in MACs added, then in stages; None if there is none. (Every option is within the MAC
     limit already, so the whole plan is.)"""
     def weight_of(o):
-        return o.macs_patched - o.macs_original
+        return o.cost - o.macs_original
     inf = (float("inf"), 0)
     # Two layers of labels: paths without a stage yet, and paths with one or more.
     labels = {False: [inf] * (n + 1), True: [inf] * (n + 1)}

@@ -24,6 +24,11 @@ from .stage_cost import BUFFER_ALIGNMENT
 # Grids tried per axis: every count up to 8, then coarser steps; a count never exceeds the axis size.
 GRID_COUNTS = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 24, 32)
 CACHE_MODES = ((False, False), (True, False), (True, True))
+# With CMSIS-NN kernels every call has a fixed cost, measured on the Cortex-M4 (QEMU, bench_cortexm.py):
+# about 2,000-2,400 instructions, as many as ~700 MACs take there. The kernel makes one call per layer
+# and tile where the tile's input and output are dense, else one per output row (the first layer when
+# its window of the stage input is narrower than the image; a layer whose columns are cached).
+CALL_MACS = 700
 
 
 def counts(size: int) -> list:
@@ -102,11 +107,34 @@ def _front(scratch: np.ndarray, macs: np.ndarray) -> np.ndarray:
     return order[m < best_before]
 
 
-def front(graph, stage: Stage, patches: tuple | None = None, tables: dict | None = None) -> list:
+def _calls(layers: list, r_new: list, r_parts, c_parts) -> np.ndarray:
+    """CMSIS-NN calls per schedule, [row cut list, column cut list, caching mode] (see CALL_MACS)."""
+    from .cmsis_nn import WINDOW_OPS
+    from .layers import ADD, STAGE_INPUT
+    nr, nc = r_parts[:, None], c_parts[None, :]
+    out = np.zeros((len(r_parts), len(c_parts), len(CACHE_MODES)), dtype=np.int64)
+    for m, (cache_rows, cache_cols) in enumerate(CACHE_MODES):
+        for i, layer in enumerate(layers):
+            if layer.op not in WINDOW_OPS and layer.op != ADD:
+                continue
+            rows = r_new[int(cache_rows)][:, :, i]  # output rows computed, all row tiles together
+            if STAGE_INPUT in layer.inputs and layer.op != ADD:
+                calls = np.where(nc > 1, rows * nc, nr)
+            elif cache_cols:
+                calls = np.where(nc > 1, nr + rows * (nc - 1), nr * nc)
+            else:
+                calls = nr * nc
+            out[:, :, m] += calls
+    return out
+
+
+def front(graph, stage: Stage, patches: tuple | None = None, tables: dict | None = None,
+          call_macs: int = 0) -> list:
     """The schedules of a stage (Options) that no other beats on both scratch and MACs, least scratch first.
 
     patches: one grid (rows, columns) only; otherwise every count of GRID_COUNTS per axis (not 1x1).
-    tables: a dict shared by calls on the stages of one graph (see _table)."""
+    tables: a dict shared by calls on the stages of one graph (see _spans). call_macs: what a kernel
+    call costs in MACs (CMSIS-NN); the front is then of scratch against MACs plus calls (Option.work)."""
     layers = stage.layers
     h, w = layers[-1].out_shape[:2]
     input_shape = tuple(graph.tensors[stage.input_tensor].shape[1:])
@@ -139,6 +167,7 @@ def front(graph, stage: Stage, patches: tuple | None = None, tables: dict | None
     scratch = np.zeros((nr, nc, modes), dtype=np.int64)
     macs = np.zeros((nr, nc, modes), dtype=np.int64)
     valid = np.zeros((nr, nc, modes), dtype=bool)
+    work = macs.copy() if call_macs else macs  # what the front weighs against scratch: MACs, plus the calls' cost when counted
     sized = {}
     r_sep = np.array([a.separable for a in rows])
     c_sep = np.array([a.separable for a in cols])
@@ -171,16 +200,21 @@ def front(graph, stage: Stage, patches: tuple | None = None, tables: dict | None
             if cache_cols:
                 ok &= c_parts[None, :] > 1
             valid[:, :, m] = ok
+        if call_macs:
+            work = macs + call_macs * _calls(layers, r_new, r_parts, c_parts)
     for ri, ci in zip(*np.nonzero(~(r_sep[:, None] & c_sep[None, :]) & ~single)):  # sized one by one
         opt = stage_cost.option(stage, input_shape, rows[ri].cuts, cols[ci].cuts)
         if opt is not None:
             scratch[ri, ci, 0], macs[ri, ci, 0], valid[ri, ci, 0] = opt.scratch_bytes, opt.macs_patched, True
             sized[(ri, ci)] = opt
+            if call_macs:  # one call per layer and tile (no caching)
+                work[ri, ci, 0] = opt.macs_patched + call_macs * int(r_parts[ri] * c_parts[ci]) * len(layers)
+                opt.work = int(work[ri, ci, 0])
     flat = np.flatnonzero(valid)
     if not len(flat):
         return []
     out = []
-    for k in flat[_front(scratch.ravel()[flat], macs.ravel()[flat])]:
+    for k in flat[_front(scratch.ravel()[flat], work.ravel()[flat])]:
         ri, ci, m = np.unravel_index(k, valid.shape)
         if (ri, ci) in sized:
             out.append(sized[(ri, ci)])
@@ -191,5 +225,6 @@ def front(graph, stage: Stage, patches: tuple | None = None, tables: dict | None
         def geo(ra=ra, ca=ca, cache_rows=cache_rows, cache_cols=cache_cols):  # made when written out
             return halo_cache.CacheGeometry(ra.axis(cache_rows), ca.axis(cache_cols))
         out.append(stage_cost.Option(stage, input_shape, list(ra.cuts), list(ca.cuts), cache_rows, cache_cols, geo,
-                                     int(scratch[ri, ci, m]), macs_original, int(macs[ri, ci, m])))
+                                     int(scratch[ri, ci, m]), macs_original, int(macs[ri, ci, m]),
+                                     int(work[ri, ci, m]) if call_macs else None))
     return out

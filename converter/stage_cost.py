@@ -77,6 +77,12 @@ class Option:
     scratch_bytes: int         # the most bytes alive at once in the scratch area (without CMSIS-NN workspace)
     macs_original: int
     macs_patched: int
+    work: int | None = None    # MACs plus the kernel calls' cost in MACs (schedules.CALL_MACS), if counted
+
+    @property
+    def cost(self) -> int:
+        """What the search spends: the work where the calls are counted, else the MACs."""
+        return self.macs_patched if self.work is None else self.work
 
 
 def option(stage: Stage, input_shape: tuple, rows: list, cols: list, cache_rows: bool = False,
