@@ -99,7 +99,7 @@ def test_default_cmsis_nn_plan_costs_at_most_5_percent_more_instructions(tmp_pat
     graph = build_graph(model)
     plan = planner.make_plan(graph, max_mac_overhead=1.05, kernels=tflm_host.CMSIS_NN)
     patched = tmp_path / "patched.tflite"
-    patched.write_bytes(model_io.serialize_model(rewrite.rewrite_model(model, plan, "test")))
+    patched.write_bytes(pipeline.write_patched(model, plan).data)
     x = np.random.default_rng(5).integers(-128, 128, graph.tensors[graph.inputs[0]].shape, dtype=np.int8)
     stock = cortexm.run_model(env, path, x, invokes=1, timeout=TIMEOUT)
     patched_run = cortexm.run_model(env, str(patched), x, invokes=1, timeout=TIMEOUT)

@@ -106,7 +106,7 @@ def test_several_stages_uneven_grids_and_caches_are_bit_identical_to_tflm(spec, 
         event(f"caching {sp.caching}")
         event("uneven grid" if len({b - a for cuts in (sp.stage_plan.grid_rows, sp.stage_plan.grid_cols)
                                      for a, b in zip(cuts, cuts[1:])}) > 1 else "even grid")
-    patched = model_io.serialize_model(rewrite.rewrite_model(model, plan, "test"))
+    patched = pipeline.write_patched(model, plan).data
     report = verify.verify(original, patched, verify.random_inputs(graph, 2, seed=spec["seed"] % 1000),
                            engines=("python", "cpp"))
     assert report.identical, report.first_difference
