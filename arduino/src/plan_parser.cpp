@@ -18,7 +18,6 @@ limitations under the License.
 
 #include <limits>
 #include <new>
-#include <type_traits>
 
 #include "flexbuffer_reader.h"
 #include "geometry.h"
@@ -186,10 +185,7 @@ Status ReadArray(const FlexMap& map, const char* key, int32_t layer,
     }
     if (value < static_cast<int64_t>(std::numeric_limits<T>::min()) ||
         value > static_cast<int64_t>(std::numeric_limits<T>::max())) {
-      return ErrorStatus(std::is_same<T, int32_t>::value
-                             ? "integer does not fit int32"
-                             : "integer does not fit the vector's type",
-                         key, layer);
+      return ErrorStatus("vector element out of range", key, layer);
     }
     if (copy != nullptr) copy[i] = static_cast<T>(value);
   }
