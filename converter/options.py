@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from flatbuffers import flexbuffers
 
 from .errors import ModelError
-from .layers import ADD, AVG_POOL, CONV, DEPTHWISE, MAX_POOL, PAD, STAGE_INPUT, Layer
+from .layers import (ACT_PARAM_COUNT, ADD, AVG_POOL, CONV, DEPTHWISE, INPUT_FLOAT32, INPUT_INT8, INPUT_UINT8,
+                     KIND_NAMES, MAX_POOL, PAD, POINTWISE_OPS, QUANTIZE, RELU6, STAGE_INPUT, Layer)
 
 FORMAT_VERSION = 1           # plans without cached halos
 CACHED_FORMAT_VERSION = 2    # plans with cache_rows or cache_cols
@@ -27,6 +28,12 @@ class StagePlan:
     workspace_bytes: int = 0   # tail of scratch_bytes reserved for CMSIS-NN (optional key)
     cache_rows: bool = False   # version 2: keep the rows shared with the tile row below
     cache_cols: bool = False   # version 2: keep the columns shared with the tile to the right
+
+    @property
+    def input_type(self) -> int:
+        """The stage input's element type: int8, or what a first-layer QUANTIZE reads."""
+        first = self.layers[0]
+        return first.input_type if first.op == QUANTIZE else INPUT_INT8
 
     @property
     def version(self) -> int:
@@ -93,7 +100,18 @@ def encode(plan: StagePlan) -> bytes:
                         vec("add_params", layer.add_params)
                     if layer.op == PAD:
                         b.Int("pad_value", int(layer.pad_value))
+                    if layer.op == QUANTIZE:
+                        b.Int("input_type", int(layer.input_type))
+                    if layer.op in POINTWISE_OPS and layer.op != RELU6:
+                        vec("act_params", layer.act_params)
     return bytes(b.Finish())
+
+
+def act_param_count(layer: Layer) -> int:
+    """How many act_params a pointwise layer has (docs/patch_stage_format.md)."""
+    if layer.op == QUANTIZE:
+        return 1 if layer.input_type == INPUT_FLOAT32 else 2
+    return ACT_PARAM_COUNT[layer.op]
 
 
 def _get(d: dict, key: str, kind, where: str):
@@ -133,7 +151,7 @@ def decode(data: bytes) -> StagePlan:
     for i, d in enumerate(raw_layers):
         where = f"layer {i}"
         op = _get(d, "op", int, where)
-        if op not in (CONV, DEPTHWISE, ADD, PAD, MAX_POOL, AVG_POOL):
+        if op not in KIND_NAMES:
             raise ModelError(f"PATCH_STAGE options: {where} has unknown op {op}")
         sources = _get(d, "inputs", list, where)
         if len(sources) != (2 if op == ADD else 1) or any(s < STAGE_INPUT or s >= i for s in sources):
@@ -169,6 +187,16 @@ def decode(data: bytes) -> StagePlan:
             layer.add_params = _get(d, "add_params", list, where)
         if op == PAD:
             layer.pad_value = _get(d, "pad_value", int, where)
+        if op == QUANTIZE:
+            layer.input_type = _get(d, "input_type", int, where)
+            if layer.input_type not in (INPUT_FLOAT32, INPUT_UINT8) or i != 0 or sources != [STAGE_INPUT]:
+                raise ModelError(f"PATCH_STAGE options: {where} QUANTIZE must be layer 0, reading a float32 "
+                                 "(input_type 1) or uint8 (input_type 3) stage input")
+        if op in POINTWISE_OPS and op != RELU6:
+            layer.act_params = _get(d, "act_params", list, where)
+            if len(layer.act_params) != act_param_count(layer):
+                raise ModelError(f"PATCH_STAGE options: {where} 'act_params' has {len(layer.act_params)} "
+                                 f"values, not {act_param_count(layer)}")
         layers.append(layer)
     workspace = _get(root, "workspace_bytes", int, "root") if "workspace_bytes" in root else 0
     return StagePlan(layers, _get(root, "grid_rows", list, "root"), _get(root, "grid_cols", list, "root"),

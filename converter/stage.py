@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from .errors import NoGainError, PlanError
 from .graph import Graph
-from .layers import STAGE_INPUT, Layer, Unsupported, lower_op
+from .layers import QUANTIZE, STAGE_INPUT, Layer, Unsupported, lower_op
 
 
 @dataclass
@@ -70,6 +70,9 @@ def stages_from(graph: Graph, start: int) -> tuple:
             layer: Layer = lower_op(graph, op, sources)
         except Unsupported as exc:
             stop_reason = f"op {op.index} ({op.name}): {exc}"
+            break
+        if layer.op == QUANTIZE and layers:
+            stop_reason = f"op {op.index} (QUANTIZE): only a stage's first layer may quantize"
             break
         if external is not None:
             stage_input = external
