@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tflm_patch.converter import oracle, pointwise
+from tflm_patch.converter import oracle, pointwise, reference
+from tflm_patch.converter.options import StagePlan, encode
 from tflm_patch.converter.graph import build_graph
 from tflm_patch.converter import model_io
 from tflm_patch.converter.layers import STAGE_INPUT, Unsupported, lower_op
@@ -39,10 +40,20 @@ def _check(data: bytes, values: np.ndarray):
     x = values.reshape(shape)
     expected = oracle.run(data, [x], 1).outputs[0]
     got = pointwise.run(layer, x)
-    bad = np.flatnonzero(got.reshape(-1) != expected.reshape(-1))
-    assert bad.size == 0, (f"{bad.size} differ, e.g. input {x.reshape(-1)[bad[0]]}: "
-                           f"got {got.reshape(-1)[bad[0]]}, TFLM {expected.reshape(-1)[bad[0]]}")
+    _same(x, got, expected, "Python arithmetic")
+    # The whole stage, patch by patch: the Python reference and the C++ engine.
+    h, w, c = shape[1:]
+    options = encode(StagePlan([layer], [0, h // 2, h], [0, w // 3, w], (h, w, c), 0))
+    _same(x, reference.run_stage(options, [x]), expected, "reference executor")
+    from tflm_patch import native
+    _same(x, native.run_stage(options, [x], shape), expected, "C++ engine")
     return layer
+
+
+def _same(x, got, expected, who):
+    bad = np.flatnonzero(got.reshape(-1) != expected.reshape(-1))
+    assert bad.size == 0, (f"{who}: {bad.size} differ, e.g. input {x.reshape(-1)[bad[0]]}: "
+                           f"got {got.reshape(-1)[bad[0]]}, TFLM {expected.reshape(-1)[bad[0]]}")
 
 
 ALL_INT8 = np.arange(-128, 128, dtype=np.int8)
