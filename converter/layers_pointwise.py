@@ -31,7 +31,7 @@ def float_bits(x: float) -> int:
 
 
 def bits_float(bits: int) -> np.float32:
-    return np.array([bits], dtype=np.int32).view(np.float32)
+    return np.array([bits], dtype=np.int32).view(np.float32)[0]
 
 
 def relu_params(in_scale, out_scale, out_zp) -> tuple:

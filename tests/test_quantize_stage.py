@@ -23,6 +23,7 @@ from tflm_patch.converter.layers_pointwise import float_bits
 from tflm_patch.converter.options import StagePlan, encode
 
 from .conftest import MODELS_DIR, run_cli
+from .test_plan_validation import python_verdict
 
 ABSORBING = ["cnn_uint8", "mobilenetv2_035_96_float"]
 
@@ -139,5 +140,8 @@ def test_engine_runs_quantize_then_relu_on_a_float_input():
      I8, "out_shape"),
 ])
 def test_prepare_rejects_malformed_pointwise_options(layers, x, message):
-    with pytest.raises(native.EngineError, match=message):
-        _run(_options(layers()), x)
+    options = _options(layers())
+    with pytest.raises(native.EngineError, match=message) as info:
+        _run(options, x)
+    # The Python mirror of Prepare (analyze, verify, the reference executor) says the same words.
+    assert python_verdict(options, [x], (1,) + SHAPE) == str(info.value)
