@@ -32,6 +32,14 @@ Models made (name: what it exercises):
 * ``pooling_pad``: asymmetric ZeroPadding2D (PAD), MAX_POOL_2D, and two
   AVERAGE_POOL_2D (SAME stride 1, VALID stride 2).
 * ``depth_multiplier``: depthwise conv with depth_multiplier 2.
+* ``mobilenetv3_small_like``: MobileNetV3-Small's front with every standalone
+  activation a stage runs (HARD_SWISH, LEAKY_RELU, RELU6, RELU, LOGISTIC).
+  TFLM's int8 RELU6 ignores the output quantization (a clamp on the input's),
+  TFLite's does not: the two runtimes differ on this model, and tflm-patch
+  follows TFLM.
+* ``mobilenetv2_035_96_float``: ``mobilenetv2_035_96`` with float32 input
+  and output (no ``inference_input_type``): QUANTIZE first, DEQUANTIZE last.
+* ``cnn_uint8``: a camera CNN with uint8 input (QUANTIZE to int8 first).
 
 Why the batch-norm recalibration: an untrained MobileNetV2 has BN moving
 statistics mean 0 / variance 1, which do not match the real activation
@@ -52,7 +60,8 @@ and e.g. stride2_even gives the same argmax for every image.  The
 convolutional front -- the part tflm-patch rewrites -- is untouched by this.
 
 After conversion the script checks, for every model: no float tensors and no
-QUANTIZE/DEQUANTIZE (full int8), the expected ops are present, the int8
+QUANTIZE/DEQUANTIZE (full int8; but for the float/uint8 I/O models), the
+expected ops are present, the int8
 outputs on 8 different inputs are not all identical and their argmax is not
 always the same (TFLite BUILTIN_REF kernels), and the model loads and runs
 in the TFLM Python interpreter (tflite-micro wheel) with the same result.
