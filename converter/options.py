@@ -4,6 +4,7 @@ The field list is the contract in docs/patch_stage_format.md.
 """
 from __future__ import annotations
 
+import array
 from dataclasses import dataclass
 
 from flatbuffers import flexbuffers
@@ -16,6 +17,10 @@ from .layers import (ACT_PARAM_COUNT, ADD, AVG_POOL, CONV, DEPTHWISE, INPUT_FLOA
 FORMAT_VERSION = 1           # plans without cached halos
 CACHED_FORMAT_VERSION = 2    # plans with cache_rows or cache_cols
 CUSTOM_CODE = "PATCH_STAGE"
+# The vectors the kernel reads in place (no copy in the arena) when stored as
+# aligned int32: the per-channel ones and the grid (docs/patch_stage_format.md).
+IN_PLACE_INT32_KEYS = ("grid_rows", "grid_cols", "multiplier", "shift")
+INT32_BYTES = 4
 
 
 @dataclass
@@ -45,13 +50,51 @@ def _has_geometry(op: int) -> bool:
     return op in (CONV, DEPTHWISE, MAX_POOL, AVG_POOL)
 
 
+def _int32_array(values) -> array.array:
+    for code in ("i", "l"):
+        if array.array(code).itemsize == INT32_BYTES:
+            return array.array(code, [int(v) for v in values])
+    raise RuntimeError("no 4-byte array type on this platform")
+
+
+def in_place_vectors(data: bytes) -> dict:
+    """Which vectors the kernel reads where they are stored (FlexInPlace in
+    micro_ops/flexbuffer_reader.h): {(layer or -1 for the root, key): bool}
+    for every IN_PLACE_INT32_KEYS vector present. True when it is a typed INT
+    vector of 4-byte elements at a 4-aligned offset of the options; the
+    options themselves start 4-aligned in the model (every flatbuffer vector
+    does), which is loaded at an aligned address."""
+    root = flexbuffers.GetRoot(bytes(data)).AsMap
+    result = {}
+
+    def check(where, m):
+        for key in IN_PLACE_INT32_KEYS:
+            if key not in m.Keys.Value:
+                continue
+            ref = m[key]
+            ok = ref.IsTypedVector and not ref.IsFixedTypedVector
+            if ok:
+                vector = ref.AsTypedVector
+                ok = (vector.ElementType == flexbuffers.Type.INT and vector._byte_width == INT32_BYTES
+                      and vector._buf._offset % INT32_BYTES == 0)
+            result[(where, key)] = ok
+
+    check(-1, root)
+    for i, layer in enumerate(root["layers"].AsVector):
+        check(i, layer.AsMap)
+    return result
+
+
 def encode(plan: StagePlan) -> bytes:
     b = flexbuffers.Builder()
     ints = flexbuffers.Type.INT
 
     def vec(key, values):
         b.Key(key)
-        b.TypedVectorFromElements([int(v) for v in values], ints)
+        if key in IN_PLACE_INT32_KEYS:  # 4-byte elements, 4-aligned in the FlexBuffer
+            b.TypedVectorFromElements(_int32_array(values))
+        else:
+            b.TypedVectorFromElements([int(v) for v in values], ints)
 
     with b.Map():
         b.Int("version", plan.version)
