@@ -57,7 +57,7 @@ def stages_from(graph: Graph, start: int) -> tuple:
                 continue
             if t in producer_layer:
                 sources.append(producer_layer[t])
-            elif stage_input in (None, t):
+            elif (stage_input if stage_input is not None else external) in (None, t):
                 sources.append(STAGE_INPUT)
                 external = t
             else:

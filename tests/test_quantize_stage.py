@@ -21,6 +21,7 @@ from tflm_patch.converter.graph import build_graph
 from tflm_patch.converter.layers import HARD_SWISH, LOGISTIC, QUANTIZE, RELU, Layer
 from tflm_patch.converter.layers_pointwise import float_bits
 from tflm_patch.converter.options import StagePlan, encode
+from tflm_patch.converter.stage import stages_from
 
 from .conftest import MODELS_DIR, run_cli
 from .test_plan_validation import python_verdict
@@ -61,6 +62,15 @@ def test_the_stage_absorbs_the_quantize_and_beats_its_peak(name):
     assert analysis.analyze(pg).arena.head_bytes == plan.arena_after
     report = verify.verify(data, patched, verify.random_inputs(graph, 3, seed=11), engines=("python", "cpp"))
     assert report.identical, report.first_difference
+
+
+def test_an_op_reading_two_outside_tensors_starts_no_stage():
+    """MobileNetV2's residual ADD (op 47) reads two tensors made before it: no stage can start there."""
+    _, _, _, graph = _load("mobilenetv2_035_96_float")
+    add = graph.ops[47]
+    assert add.name == "ADD" and len({t for t in add.inputs}) == 2
+    stages, reason = stages_from(graph, 47)
+    assert stages == [] and "second tensor from outside" in reason
 
 
 def test_every_activation_in_a_stage_is_bit_identical():
