@@ -305,9 +305,10 @@ def model_plans(path, kernels="reference"):
             stage_in = g.tensors[op.inputs[0]]  # int8, or the float32 / uint8 input a first-layer QUANTIZE reads
             if stage_in.type_name == "FLOAT32":
                 x = rng.uniform(-1.5, 2.5, stage_in.shape).astype(np.float32)
-            else:
+            elif stage_in.type_name == "UINT8":
                 x = rng.integers(0, 256, stage_in.shape, dtype=np.uint8)
-                x = x.view(np.int8) if stage_in.type_name == "INT8" else x
+            else:
+                x = rng.integers(-128, 128, stage_in.shape, dtype=np.int8)
             yield bytes(op.custom_options), [x] + [g.tensors[t].data for t in op.inputs[1:]], \
                 g.tensors[op.outputs[0]].shape
 
