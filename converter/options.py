@@ -215,7 +215,7 @@ def _read_optional_int(m, key: str, default: int = 0, layer: int = -1) -> int:
 
 
 def _read_ints(m, key: str, layer: int = -1, length: int | None = None) -> list:
-    """A vector of ints (CopyInts), or of exactly `length` ints (ReadFixedInts)."""
+    """A vector of ints of any length (ReadArray<int32_t>), or of exactly `length` ints (ReadFixedInts)."""
     status, vector = fb.read_vector(_find(m, key, layer))
     if status != fb.OK:
         _flex_error(status, "not a vector of integers", key, layer)
@@ -226,7 +226,15 @@ def _read_ints(m, key: str, layer: int = -1, length: int | None = None) -> list:
         status, element = fb.vector_element(vector, i)
         if status != fb.OK:
             _flex_error(status, "not a vector of integers", key, layer)
-        values.append(_to_int32(element, "not a vector of integers", key, layer))
+        if length is not None:
+            values.append(_to_int32(element, "not a vector of integers", key, layer))
+            continue
+        status, value = fb.read_int64(element)  # ReadArray<int32_t>: the vectors of any length
+        if status != fb.OK:
+            _flex_error(status, "not a vector of integers", key, layer)
+        if not INT32_MIN <= value <= INT32_MAX:
+            fail("vector element out of range", key, layer)
+        values.append(value)
     return values
 
 

@@ -295,7 +295,7 @@ def test_older_or_unaligned_options_still_run_and_copy_their_vectors():
     from tflm_patch.converter import options
     model = model_io.load_model(os.path.join(MODELS_DIR, "residual_add.tflite"))
     plan = planner.make_plan(build_graph(model), patches=(2, 2))
-    g = build_graph(model_io.parse_model(model_io.serialize_model(rewrite.rewrite_model(model, plan, "t"))))
+    g = pipeline.write_patched(model, plan).graph
     op = verify.patch_ops(g)[0]
     x = np.random.default_rng(3).integers(-128, 128, g.tensors[op.inputs[0]].shape, dtype=np.int8)
     inputs = [x] + [g.tensors[t].data for t in op.inputs[1:]]
