@@ -11,7 +11,8 @@ from flatbuffers import flexbuffers
 
 from . import flexbuffer_reader as fb
 from .errors import ModelError
-from .layers import ADD, AVG_POOL, CONV, DEPTHWISE, KIND_NAMES, MAX_POOL, PAD, STAGE_INPUT, Layer
+from .layers import (ACT_PARAM_COUNT, ADD, AVG_POOL, CONV, DEPTHWISE, INPUT_FLOAT32, INPUT_INT8, INPUT_UINT8,
+                     KIND_NAMES, MAX_POOL, PAD, POINTWISE_OPS, QUANTIZE, RELU6, STAGE_INPUT, Layer)
 
 FORMAT_VERSION = 1           # plans without cached halos
 CACHED_FORMAT_VERSION = 2    # plans with cache_rows or cache_cols
@@ -33,6 +34,12 @@ class StagePlan:
     workspace_bytes: int = 0   # tail of scratch_bytes reserved for CMSIS-NN (optional key)
     cache_rows: bool = False   # version 2: keep the rows shared with the tile row below
     cache_cols: bool = False   # version 2: keep the columns shared with the tile to the right
+
+    @property
+    def input_type(self) -> int:
+        """The stage input's element type: int8, or what a first-layer QUANTIZE reads."""
+        first = self.layers[0]
+        return first.input_type if first.op == QUANTIZE else INPUT_INT8
 
     @property
     def version(self) -> int:
@@ -137,7 +144,18 @@ def encode(plan: StagePlan) -> bytes:
                         vec("add_params", layer.add_params)
                     if layer.op == PAD:
                         b.Int("pad_value", int(layer.pad_value))
+                    if layer.op == QUANTIZE:
+                        b.Int("input_type", int(layer.input_type))
+                    if layer.op in POINTWISE_OPS and layer.op != RELU6:
+                        vec("act_params", layer.act_params)
     return bytes(b.Finish())
+
+
+def act_param_count(layer: Layer) -> int:
+    """How many act_params a pointwise layer has (plan.h ActParamCount)."""
+    if layer.op == QUANTIZE:
+        return 1 if layer.input_type == INPUT_FLOAT32 else 2
+    return ACT_PARAM_COUNT[layer.op]
 
 
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
@@ -258,6 +276,13 @@ def _read_layer(d, i: int, is_last: bool, input_shape: tuple, layers: list) -> L
         layer.depth_multiplier = _read_int(d, "depth_multiplier", i)
     if op == ADD:
         layer.add_params = _read_ints(d, "add_params", i, ADD_PARAM_COUNT)
+    if op in POINTWISE_OPS:  # ReadPointwiseKeys
+        if op == QUANTIZE:
+            layer.input_type = _read_int(d, "input_type", i)
+            if layer.input_type not in (INPUT_FLOAT32, INPUT_UINT8):
+                fail("QUANTIZE input_type is neither float32 nor uint8", "input_type", i)
+        if op != RELU6:
+            layer.act_params = _read_ints(d, "act_params", i, act_param_count(layer))
     return layer
 
 

@@ -75,6 +75,8 @@ HOST64 = {
     "OpDataConv": (72, 8), "OpDataFullyConnected": (64, 8), "OpDataAdd": (60, 4), "OpDataPooling": (32, 4),
     "OpDataReduce": (44, 4), "OpDataPad": (56, 4), "OpDataQuantizeReference": (32, 8),
     "DequantizeOpData": (32, 8), "OpDataLogistic": (16, 4), "OpDataMul": (36, 4), "SoftmaxParams": (80, 8),
+    "ReluOpData": (28, 4), "Relu6OpData": (8, 4), "LeakyReluOpData": (24, 4), "HardSwishParams": (20, 4),
+    "TfLiteLeakyReluParams": (4, 4),
     "PatchStageLayerPlan": (176, 8), "PatchStageStagePlan": (88, 8), "PatchStageRegion": (16, 4),
     "PatchStageOpData": (64, 8), "PatchStageHaloCache": (48, 8),
 }
@@ -91,6 +93,8 @@ CORTEX_M = {
     "OpDataConv": (56, 4), "OpDataFullyConnected": (48, 4), "OpDataAdd": (60, 4), "OpDataPooling": (32, 4),
     "OpDataReduce": (44, 4), "OpDataPad": (56, 4), "OpDataQuantizeReference": (32, 8),
     "DequantizeOpData": (32, 8), "OpDataLogistic": (16, 4), "OpDataMul": (36, 4), "SoftmaxParams": (56, 8),
+    "ReluOpData": (28, 4), "Relu6OpData": (8, 4), "LeakyReluOpData": (24, 4), "HardSwishParams": (20, 4),
+    "TfLiteLeakyReluParams": (4, 4),
     "PatchStageLayerPlan": (168, 4), "PatchStageStagePlan": (56, 4), "PatchStageRegion": (16, 4),
     "PatchStageOpData": (36, 4), "PatchStageHaloCache": (32, 4),
 }
@@ -117,6 +121,7 @@ _BUILTIN_PARAMS = {
     B.SUM: "TfLiteReducerParams", B.FULLY_CONNECTED: "TfLiteFullyConnectedParams",
     B.SOFTMAX: "TfLiteSoftmaxParams", B.RESHAPE: "TfLiteReshapeParams", B.MUL: "TfLiteMulParams",
     B.PAD: None, B.PADV2: None, B.QUANTIZE: None, B.DEQUANTIZE: None, B.LOGISTIC: None,
+    B.RELU: None, B.RELU6: None, B.HARD_SWISH: None, B.LEAKY_RELU: "TfLiteLeakyReluParams",
 }
 # The reference kernel's Init: AllocatePersistentBuffer(sizeof(OpData)); None = no Init (reshape).
 _OP_DATA = {
@@ -125,6 +130,7 @@ _OP_DATA = {
     B.SUM: "OpDataReduce", B.FULLY_CONNECTED: "OpDataFullyConnected", B.SOFTMAX: "SoftmaxParams",
     B.RESHAPE: None, B.MUL: "OpDataMul", B.PAD: "OpDataPad", B.PADV2: "OpDataPad",
     B.QUANTIZE: "OpDataQuantizeReference", B.DEQUANTIZE: "DequantizeOpData", B.LOGISTIC: "OpDataLogistic",
+    B.RELU: "ReluOpData", B.RELU6: "Relu6OpData", B.LEAKY_RELU: "LeakyReluOpData", B.HARD_SWISH: "HardSwishParams",
 }
 _OP_DATA_CMSIS_NN = {**_OP_DATA, **{
     B.CONV_2D: "CmsisConvOpData", B.DEPTHWISE_CONV_2D: "CmsisConvOpData", B.ADD: "CmsisAddOpData",

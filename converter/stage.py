@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from .errors import NoGainError, PlanError
 from .graph import Graph
-from .layers import STAGE_INPUT, Layer, Unsupported, lower_op
+from .layers import QUANTIZE, STAGE_INPUT, Layer, Unsupported, lower_op
 
 
 @dataclass
@@ -85,6 +85,9 @@ def stages_from(graph: Graph, start: int, lowered: dict | None = None) -> tuple:
             stop_reason = f"op {op.index} ({op.name}): {result}"
             break
         layer: Layer = result
+        if layer.op == QUANTIZE and layers:
+            stop_reason = f"op {op.index} (QUANTIZE): only a stage's first layer may quantize"
+            break
         if external is not None:
             stage_input = external
         producer_layer[op.outputs[0]] = len(layers)

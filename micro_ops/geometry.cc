@@ -48,6 +48,12 @@ Region LayerInputRegion(const LayerPlan& layer, const Region& out,
   Region in = kEmptyRegion;
   switch (layer.op) {
     case LayerOp::kAdd:
+    case LayerOp::kRelu:
+    case LayerOp::kRelu6:
+    case LayerOp::kLeakyRelu:
+    case LayerOp::kHardSwish:
+    case LayerOp::kLogistic:
+    case LayerOp::kQuantize:
       return out;
     case LayerOp::kPad:
       in.y0 = static_cast<int32_t>(Max64(0, int64_t{out.y0} - layer.pad_top));

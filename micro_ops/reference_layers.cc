@@ -18,6 +18,7 @@ limitations under the License.
 #include <cstddef>
 
 #include "integer_math.h"
+#include "pointwise_layers.h"
 
 namespace tflm_patch {
 namespace {
@@ -283,6 +284,14 @@ void RunReferenceLayer(const LayerCall& call) {
     case LayerOp::kAveragePool2D:
       AveragePoolRegion(layer, call.input_shape, call.sources[0], call.region,
                         call.output);
+      break;
+    case LayerOp::kRelu:
+    case LayerOp::kRelu6:
+    case LayerOp::kLeakyRelu:
+    case LayerOp::kHardSwish:
+    case LayerOp::kLogistic:
+    case LayerOp::kQuantize:
+      PointwiseRegion(layer, call.sources[0], call.region, call.output);
       break;
   }
 }

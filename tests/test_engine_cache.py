@@ -291,7 +291,7 @@ def test_sanitized_engine_on_cached_and_malformed_cached_options(cached_chain, s
 
 def model_plans(path, kernels="reference"):
     """(options, op inputs, output shape) of every PATCH_STAGE of the default plan and of an uneven
-    3x2 grid, with a random stage input."""
+    3x2 grid, with a random stage input of its type."""
     model = model_io.load_model(path)
     graph = build_graph(model)
     rng = np.random.default_rng(11)
@@ -302,7 +302,13 @@ def model_plans(path, kernels="reference"):
             continue
         g = pipeline.write_patched(model, plan).graph
         for op in verify.patch_ops(g):
-            x = rng.integers(-128, 128, g.tensors[op.inputs[0]].shape, dtype=np.int8)
+            stage_in = g.tensors[op.inputs[0]]  # int8, or the float32 / uint8 input a first-layer QUANTIZE reads
+            if stage_in.type_name == "FLOAT32":
+                x = rng.uniform(-1.5, 2.5, stage_in.shape).astype(np.float32)
+            elif stage_in.type_name == "UINT8":
+                x = rng.integers(0, 256, stage_in.shape, dtype=np.uint8)
+            else:
+                x = rng.integers(-128, 128, stage_in.shape, dtype=np.int8)
             yield bytes(op.custom_options), [x] + [g.tensors[t].data for t in op.inputs[1:]], \
                 g.tensors[op.outputs[0]].shape
 

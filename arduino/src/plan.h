@@ -31,6 +31,12 @@ constexpr int32_t kPatchStageFormatVersion = 2;
 constexpr int32_t kStageInputSource = -1;  // a layer source: the stage input
 constexpr int kMaxLayerSources = 2;        // ADD has two, the others one
 constexpr int kAddParamCount = 7;
+constexpr int kMaxActParams = 4;  // act_params of a pointwise op
+// Stage input element types (values as TfLiteType): int8, or the float32 /
+// uint8 model input that a first-layer QUANTIZE reads.
+constexpr int32_t kInputFloat32 = 1;
+constexpr int32_t kInputUInt8 = 3;
+constexpr int32_t kInputInt8 = 9;
 constexpr int32_t kInt8Min = -128;
 constexpr int32_t kInt8Max = 127;
 // The alignment of the layer-kernel workspace in the scratch area (the
@@ -45,6 +51,13 @@ enum class LayerOp : int32_t {
   kPad = 3,
   kMaxPool2D = 4,
   kAveragePool2D = 5,
+  // Pointwise ops (pointwise_layers.h): one element in, one out, no halo.
+  kRelu = 10,
+  kRelu6 = 11,
+  kLeakyRelu = 12,
+  kHardSwish = 13,
+  kLogistic = 14,
+  kQuantize = 15,  // float32 / uint8 stage input -> int8; layer 0 only
 };
 
 // An H x W x C image (batch 1).
@@ -63,6 +76,15 @@ struct AddParams {
   int32_t input2_shift;
   int32_t output_multiplier;
   int32_t output_shift;
+};
+
+// A pointwise op's parameters: TFLM's Prepare-time values in the
+// `act_params` order of docs/patch_stage_format.md, and what a QUANTIZE
+// reads (kInputFloat32 / kInputUInt8; kInputInt8 for the others).
+struct PointwiseParams {
+  int32_t input_type;
+  int32_t num_params;
+  int32_t params[kMaxActParams];
 };
 
 // One layer of the stage, as the options describe it. Fields an op does not
@@ -94,7 +116,10 @@ struct LayerPlan {
   int32_t num_channel_params;        // entries of the two arrays below
   const int32_t* output_multiplier;  // per output channel (conv, dw)
   const int32_t* output_shift;       // per output channel, positive = left
-  AddParams add;
+  union {
+    AddParams add;              // kAdd
+    PointwiseParams pointwise;  // IsPointwiseOp
+  };
   int32_t pad_value;
   // Version 2, all but the last layer, read when the plan's flag is on.
   int32_t row_cache_offset;  // the layer's row cache in the scratch area
@@ -138,6 +163,37 @@ inline bool IsWindowOp(LayerOp op) {
 // Ops with an int8 filter and an int32 bias among the op's inputs.
 inline bool HasFilter(LayerOp op) {
   return op == LayerOp::kConv2D || op == LayerOp::kDepthwiseConv2D;
+}
+
+// Ops that map each input element to one output element.
+inline bool IsPointwiseOp(LayerOp op) {
+  return op >= LayerOp::kRelu && op <= LayerOp::kQuantize;
+}
+
+// The number of act_params an op carries (-1: not a pointwise op).
+inline int32_t ActParamCount(LayerOp op, int32_t input_type) {
+  switch (op) {
+    case LayerOp::kRelu:
+      return 2;
+    case LayerOp::kRelu6:
+      return 0;
+    case LayerOp::kLeakyRelu:
+    case LayerOp::kHardSwish:
+      return 4;
+    case LayerOp::kLogistic:
+      return 3;
+    case LayerOp::kQuantize:
+      return input_type == kInputFloat32 ? 1 : 2;
+    default:
+      return -1;
+  }
+}
+
+// The stage input's element type: what layer 0 reads if it is a QUANTIZE.
+inline int32_t StageInputType(const StagePlan& plan) {
+  return plan.num_layers > 0 && plan.layers[0].op == LayerOp::kQuantize
+             ? plan.layers[0].pointwise.input_type
+             : kInputInt8;
 }
 
 // The image a layer source names: the stage input or an earlier layer's.

@@ -264,13 +264,35 @@ Status ReadFilterKeys(const FlexMap& map, int32_t index, PlanMemory* memory,
   return OkStatus();
 }
 
+// input_type (QUANTIZE) and act_params (every pointwise op but RELU6).
+Status ReadPointwiseKeys(const FlexMap& map, int32_t index, LayerPlan* layer) {
+  layer->pointwise = PointwiseParams{kInputInt8, 0, {0, 0, 0, 0}};
+  if (layer->op == LayerOp::kQuantize) {
+    TFLM_PATCH_RETURN_IF_ERROR(
+        ReadInt(map, "input_type", index, &layer->pointwise.input_type));
+    if (layer->pointwise.input_type != kInputFloat32 &&
+        layer->pointwise.input_type != kInputUInt8) {
+      return ErrorStatus("QUANTIZE input_type is neither float32 nor uint8",
+                         "input_type", index);
+    }
+  }
+  layer->pointwise.num_params =
+      ActParamCount(layer->op, layer->pointwise.input_type);
+  if (layer->pointwise.num_params == 0) return OkStatus();
+  return ReadFixedInts(map, "act_params", index,
+                       static_cast<size_t>(layer->pointwise.num_params),
+                       layer->pointwise.params);
+}
+
 Status ParseLayer(const FlexMap& map, int32_t index, bool is_last,
                   PlanMemory* memory, LayerPlan* layer) {
   *layer = DefaultLayer();
   int32_t op = 0;
   TFLM_PATCH_RETURN_IF_ERROR(ReadInt(map, "op", index, &op));
-  if (op < static_cast<int32_t>(LayerOp::kConv2D) ||
-      op > static_cast<int32_t>(LayerOp::kAveragePool2D)) {
+  const bool pointwise = op >= static_cast<int32_t>(LayerOp::kRelu) &&
+                         op <= static_cast<int32_t>(LayerOp::kQuantize);
+  if (!pointwise && (op < static_cast<int32_t>(LayerOp::kConv2D) ||
+                     op > static_cast<int32_t>(LayerOp::kAveragePool2D))) {
     return ErrorStatus("unknown layer op", "op", index);
   }
   layer->op = static_cast<LayerOp>(op);
@@ -311,6 +333,7 @@ Status ParseLayer(const FlexMap& map, int32_t index, bool is_last,
         ReadFixedInts(map, "add_params", index, kAddParamCount, p));
     layer->add = AddParams{p[0], p[1], p[2], p[3], p[4], p[5], p[6]};
   }
+  if (IsPointwiseOp(layer->op)) return ReadPointwiseKeys(map, index, layer);
   return OkStatus();
 }
 
