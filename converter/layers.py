@@ -16,10 +16,17 @@ from .graph import Graph, Op
 from .schema import BuiltinOperator, Padding, TensorType
 
 CONV, DEPTHWISE, ADD, PAD, MAX_POOL, AVG_POOL = range(6)
+# Pointwise ops (layers_pointwise.py): one element in, one out, no halo.
+RELU, RELU6, LEAKY_RELU, HARD_SWISH, LOGISTIC, QUANTIZE = range(10, 16)
 CONCAT, RESIZE_NEAREST = 30, 31   # layout ops: they move bytes, no arithmetic
 KIND_NAMES = {CONV: "CONV_2D", DEPTHWISE: "DEPTHWISE_CONV_2D", ADD: "ADD", PAD: "PAD",
-              MAX_POOL: "MAX_POOL_2D", AVG_POOL: "AVERAGE_POOL_2D",
+              MAX_POOL: "MAX_POOL_2D", AVG_POOL: "AVERAGE_POOL_2D", RELU: "RELU", RELU6: "RELU6",
+              LEAKY_RELU: "LEAKY_RELU", HARD_SWISH: "HARD_SWISH", LOGISTIC: "LOGISTIC", QUANTIZE: "QUANTIZE",
               CONCAT: "CONCATENATION", RESIZE_NEAREST: "RESIZE_NEAREST_NEIGHBOR"}
+POINTWISE_OPS = frozenset((RELU, RELU6, LEAKY_RELU, HARD_SWISH, LOGISTIC, QUANTIZE))
+ACT_PARAM_COUNT = {RELU: 2, RELU6: 0, LEAKY_RELU: 4, HARD_SWISH: 4, LOGISTIC: 3}  # QUANTIZE: by input type
+# Stage input element types (values as TfLiteType): int8, or float32/uint8 into a first-layer QUANTIZE.
+INPUT_FLOAT32, INPUT_UINT8, INPUT_INT8 = 1, 3, 9
 STAGE_INPUT = -1
 MAX_CONCAT_SOURCES = 10           # TFLM's concatenation.cc kMaxInputNum
 
@@ -52,6 +59,8 @@ class Layer:
     bias: int = -1
     buffer_offset: int = 0
     buffer_bytes: int = 0
+    act_params: list = field(default_factory=list)  # pointwise ops (layers_pointwise.py)
+    input_type: int = INPUT_INT8      # QUANTIZE: the stage input's element type
     row_cache_offset: int = 0         # format version 2 (cached halos)
     row_cache_bytes: int = 0
     col_cache_offset: int = 0
@@ -96,7 +105,7 @@ def same_or_valid_padding(padding: int, in_hw: tuple, kernel: tuple, stride: tup
     return tuple(out), (top, left, bottom, right)
 
 
-def _image_shape(graph: Graph, t: int, what: str) -> tuple:
+def image_shape(graph: Graph, t: int, what: str) -> tuple:
     tensor = graph.tensors[t]
     if tensor.type != TensorType.INT8:
         raise Unsupported(f"{what} is {tensor.type_name}, not INT8")
@@ -109,8 +118,8 @@ def _image_shape(graph: Graph, t: int, what: str) -> tuple:
 
 def _conv_like(graph: Graph, op: Op, kind: int, sources: list) -> Layer:
     o = op.options
-    in_shape = _image_shape(graph, op.inputs[0], "input")
-    out_shape = _image_shape(graph, op.outputs[0], "output")
+    in_shape = image_shape(graph, op.inputs[0], "input")
+    out_shape = image_shape(graph, op.outputs[0], "output")
     filt = graph.tensors[op.inputs[1]]
     if not filt.is_constant or filt.type != TensorType.INT8 or len(filt.shape) != 4:
         raise Unsupported("filter is not a constant int8 4-D tensor")
@@ -153,8 +162,8 @@ def _conv_like(graph: Graph, op: Op, kind: int, sources: list) -> Layer:
 
 def _pool(graph: Graph, op: Op, kind: int, sources: list) -> Layer:
     o = op.options
-    in_shape = _image_shape(graph, op.inputs[0], "input")
-    out_shape = _image_shape(graph, op.outputs[0], "output")
+    in_shape = image_shape(graph, op.inputs[0], "input")
+    out_shape = image_shape(graph, op.outputs[0], "output")
     inp, out = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
     if inp.zero_point != out.zero_point or inp.scale != out.scale:
         raise Unsupported("pooling input and output quantization differ")
@@ -168,8 +177,8 @@ def _pool(graph: Graph, op: Op, kind: int, sources: list) -> Layer:
 
 
 def _add(graph: Graph, op: Op, sources: list) -> Layer:
-    shapes = [_image_shape(graph, t, "ADD input") for t in op.inputs[:2]]
-    out_shape = _image_shape(graph, op.outputs[0], "output")
+    shapes = [image_shape(graph, t, "ADD input") for t in op.inputs[:2]]
+    out_shape = image_shape(graph, op.outputs[0], "output")
     if shapes[0] != shapes[1] or shapes[0] != out_shape:
         raise Unsupported("ADD with broadcasting")
     a, b, out = (graph.tensors[t] for t in (op.inputs[0], op.inputs[1], op.outputs[0]))
@@ -185,8 +194,8 @@ def _add(graph: Graph, op: Op, sources: list) -> Layer:
 
 
 def _pad(graph: Graph, op: Op, sources: list) -> Layer:
-    in_shape = _image_shape(graph, op.inputs[0], "input")
-    out_shape = _image_shape(graph, op.outputs[0], "output")
+    in_shape = image_shape(graph, op.inputs[0], "input")
+    out_shape = image_shape(graph, op.outputs[0], "output")
     paddings = graph.tensors[op.inputs[1]]
     if not paddings.is_constant or paddings.data.shape != (4, 2):
         raise Unsupported("PAD paddings are not a constant [4, 2] tensor")
@@ -217,8 +226,8 @@ def _concat(graph: Graph, op: Op, sources: list) -> Layer:
         raise Unsupported(f"CONCATENATION of {len(op.inputs)} inputs (2 to {MAX_CONCAT_SOURCES} supported)")
     if len(sources) != len(op.inputs):
         raise Unsupported("CONCATENATION of a constant tensor")
-    shapes = [_image_shape(graph, t, "CONCATENATION input") for t in op.inputs]
-    out_shape = _image_shape(graph, op.outputs[0], "output")
+    shapes = [image_shape(graph, t, "CONCATENATION input") for t in op.inputs]
+    out_shape = image_shape(graph, op.outputs[0], "output")
     axis = getattr(op.options, "axis", 0)
     if axis not in (3, -1):
         raise Unsupported(f"CONCATENATION along axis {axis}, not channels")
@@ -238,8 +247,8 @@ def _concat(graph: Graph, op: Op, sources: list) -> Layer:
 
 def _resize_nearest(graph: Graph, op: Op, sources: list) -> Layer:
     """RESIZE_NEAREST_NEIGHBOR: a copy of the input pixel nearest.source_index picks, any sizes."""
-    in_shape = _image_shape(graph, op.inputs[0], "input")
-    out_shape = _image_shape(graph, op.outputs[0], "output")
+    in_shape = image_shape(graph, op.inputs[0], "input")
+    out_shape = image_shape(graph, op.outputs[0], "output")
     if len(op.inputs) < 2 or op.inputs[1] < 0:
         raise Unsupported("RESIZE_NEAREST_NEIGHBOR without a size tensor")
     size = graph.tensors[op.inputs[1]]
@@ -276,4 +285,7 @@ def lower_op(graph: Graph, op: Op, sources: list) -> Layer:
         return _concat(graph, op, sources)
     if code == BuiltinOperator.RESIZE_NEAREST_NEIGHBOR:
         return _resize_nearest(graph, op, sources)
+    from .layers_pointwise import LOWERINGS
+    if code in LOWERINGS:
+        return LOWERINGS[code](graph, op, sources)
     raise Unsupported(f"{op.name} is not a stage op")

@@ -4,18 +4,25 @@ The field list is the contract in docs/patch_stage_format.md.
 """
 from __future__ import annotations
 
+import array
 from dataclasses import dataclass
 
 from flatbuffers import flexbuffers
 
 from . import flexbuffer_reader as fb
 from .errors import ModelError
-from .layers import (ADD, AVG_POOL, CONCAT, CONV, DEPTHWISE, KIND_NAMES, MAX_CONCAT_SOURCES, MAX_POOL, PAD,
+from .layers import (ACT_PARAM_COUNT, ADD, AVG_POOL, CONCAT, CONV, DEPTHWISE, INPUT_FLOAT32, INPUT_INT8,
+                     INPUT_UINT8, KIND_NAMES, MAX_CONCAT_SOURCES, MAX_POOL, PAD, POINTWISE_OPS, QUANTIZE, RELU6,
                      RESIZE_NEAREST, STAGE_INPUT, Layer)
 
 FORMAT_VERSION = 1           # plans without cached halos
 CACHED_FORMAT_VERSION = 2    # plans with cache_rows or cache_cols
 CUSTOM_CODE = "PATCH_STAGE"
+# The vectors the kernel reads in place (no copy in the arena) when stored as
+# aligned int32: the per-channel ones, the grid and each layer's per-source
+# inputs / in_zp (docs/patch_stage_format.md).
+IN_PLACE_INT32_KEYS = ("grid_rows", "grid_cols", "multiplier", "shift", "inputs", "in_zp")
+INT32_BYTES = 4
 
 
 @dataclass
@@ -31,6 +38,12 @@ class StagePlan:
     cache_cols: bool = False   # version 2: keep the columns shared with the tile to the right
 
     @property
+    def input_type(self) -> int:
+        """The stage input's element type: int8, or what a first-layer QUANTIZE reads."""
+        first = self.layers[0]
+        return first.input_type if first.op == QUANTIZE else INPUT_INT8
+
+    @property
     def version(self) -> int:
         return CACHED_FORMAT_VERSION if self.cache_rows or self.cache_cols else FORMAT_VERSION
 
@@ -43,13 +56,51 @@ def _has_act(op: int) -> bool:
     return op not in (PAD, CONCAT, RESIZE_NEAREST)
 
 
+def _int32_array(values) -> array.array:
+    for code in ("i", "l"):
+        if array.array(code).itemsize == INT32_BYTES:
+            return array.array(code, [int(v) for v in values])
+    raise RuntimeError("no 4-byte array type on this platform")
+
+
+def in_place_vectors(data: bytes) -> dict:
+    """Which vectors the kernel reads where they are stored (FlexInPlace in
+    micro_ops/flexbuffer_reader.h): {(layer or -1 for the root, key): bool}
+    for every IN_PLACE_INT32_KEYS vector present. True when it is a typed INT
+    vector of 4-byte elements at a 4-aligned offset of the options; the
+    options themselves start 4-aligned in the model (every flatbuffer vector
+    does), which is loaded at an aligned address."""
+    root = flexbuffers.GetRoot(bytes(data)).AsMap
+    result = {}
+
+    def check(where, m):
+        for key in IN_PLACE_INT32_KEYS:
+            if key not in m.Keys.Value:
+                continue
+            ref = m[key]
+            ok = ref.IsTypedVector and not ref.IsFixedTypedVector
+            if ok:
+                vector = ref.AsTypedVector
+                ok = (vector.ElementType == flexbuffers.Type.INT and vector._byte_width == INT32_BYTES
+                      and vector._buf._offset % INT32_BYTES == 0)
+            result[(where, key)] = ok
+
+    check(-1, root)
+    for i, layer in enumerate(root["layers"].AsVector):
+        check(i, layer.AsMap)
+    return result
+
+
 def encode(plan: StagePlan) -> bytes:
     b = flexbuffers.Builder()
     ints = flexbuffers.Type.INT
 
     def vec(key, values):
         b.Key(key)
-        b.TypedVectorFromElements([int(v) for v in values], ints)
+        if key in IN_PLACE_INT32_KEYS:  # 4-byte elements, 4-aligned in the FlexBuffer
+            b.TypedVectorFromElements(_int32_array(values))
+        else:
+            b.TypedVectorFromElements([int(v) for v in values], ints)
 
     with b.Map():
         b.Int("version", plan.version)
@@ -102,7 +153,18 @@ def encode(plan: StagePlan) -> bytes:
                     if layer.op == RESIZE_NEAREST:
                         b.Int("align_corners", int(layer.align_corners))
                         b.Int("half_pixel_centers", int(layer.half_pixel_centers))
+                    if layer.op == QUANTIZE:
+                        b.Int("input_type", int(layer.input_type))
+                    if layer.op in POINTWISE_OPS and layer.op != RELU6:
+                        vec("act_params", layer.act_params)
     return bytes(b.Finish())
+
+
+def act_param_count(layer: Layer) -> int:
+    """How many act_params a pointwise layer has (plan.h ActParamCount)."""
+    if layer.op == QUANTIZE:
+        return 1 if layer.input_type == INPUT_FLOAT32 else 2
+    return ACT_PARAM_COUNT[layer.op]
 
 
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
@@ -162,7 +224,7 @@ def _read_optional_int(m, key: str, default: int = 0, layer: int = -1) -> int:
 
 
 def _read_ints(m, key: str, layer: int = -1, length: int | None = None) -> list:
-    """A vector of ints (CopyInts), or of exactly `length` ints (ReadFixedInts)."""
+    """A vector of ints of any length (ReadArray<int32_t>), or of exactly `length` ints (ReadFixedInts)."""
     status, vector = fb.read_vector(_find(m, key, layer))
     if status != fb.OK:
         _flex_error(status, "not a vector of integers", key, layer)
@@ -173,8 +235,31 @@ def _read_ints(m, key: str, layer: int = -1, length: int | None = None) -> list:
         status, element = fb.vector_element(vector, i)
         if status != fb.OK:
             _flex_error(status, "not a vector of integers", key, layer)
-        values.append(_to_int32(element, "not a vector of integers", key, layer))
+        if length is not None:
+            values.append(_to_int32(element, "not a vector of integers", key, layer))
+            continue
+        status, value = fb.read_int64(element)  # ReadArray<int32_t>: the vectors of any length
+        if status != fb.OK:
+            _flex_error(status, "not a vector of integers", key, layer)
+        if not INT32_MIN <= value <= INT32_MAX:
+            fail("vector element out of range", key, layer)
+        values.append(value)
     return values
+
+
+def _vector_length(m, key: str, layer: int) -> int:
+    """OpenIntVector: the length of a vector."""
+    status, vector = fb.read_vector(_find(m, key, layer))
+    if status != fb.OK:
+        _flex_error(status, "not a vector of integers", key, layer)
+    return vector.length
+
+
+def _read_source_array(m, key: str, layer: int, count: int) -> list:
+    """ReadSourceArray: exactly `count` int32 (one per source), read as ReadArray<int32_t> reads."""
+    if _vector_length(m, key, layer) != count:
+        fail("vector has the wrong length", key, layer)
+    return _read_ints(m, key, layer)
 
 
 def _read_layer(d, i: int, is_last: bool, input_shape: tuple, layers: list) -> Layer:
@@ -184,11 +269,10 @@ def _read_layer(d, i: int, is_last: bool, input_shape: tuple, layers: list) -> L
         fail("unknown layer op", "op", i)
     num_sources = 2 if op == ADD else 1
     if op == CONCAT:  # ReadSources: 2 to kMaxLayerSources
-        num_sources = len(_read_ints(d, "inputs", i))
+        num_sources = _vector_length(d, "inputs", i)
         if not 2 <= num_sources <= MAX_CONCAT_SOURCES:
             fail(f"CONCATENATION needs 2 to {MAX_CONCAT_SOURCES} inputs", "inputs", i)
-    sources = _read_ints(d, "inputs", i, num_sources)
-    in_zp = _read_ints(d, "in_zp", i, num_sources)
+    sources = _read_source_array(d, "inputs", i, num_sources)
     out_shape = tuple(_read_ints(d, "out_shape", i, 3))
     # Shapes of sources that are not an earlier layer are checked by plan_validation; a placeholder here.
     in_shapes = [input_shape if s == STAGE_INPUT else layers[s].out_shape if 0 <= s < i else (0, 0, 0)
@@ -197,7 +281,7 @@ def _read_layer(d, i: int, is_last: bool, input_shape: tuple, layers: list) -> L
     if not is_last:
         layer.buffer_offset = _read_int(d, "buffer_offset", i)
         layer.buffer_bytes = _read_int(d, "buffer_bytes", i)
-    layer.in_zp = in_zp
+    layer.in_zp = _read_source_array(d, "in_zp", i, num_sources)
     layer.out_zp = _read_int(d, "out_zp", i)
     if op == PAD:
         layer.padding = tuple(_read_ints(d, "padding", i, 4))
@@ -226,6 +310,13 @@ def _read_layer(d, i: int, is_last: bool, input_shape: tuple, layers: list) -> L
         layer.depth_multiplier = _read_int(d, "depth_multiplier", i)
     if op == ADD:
         layer.add_params = _read_ints(d, "add_params", i, ADD_PARAM_COUNT)
+    if op in POINTWISE_OPS:  # ReadPointwiseKeys
+        if op == QUANTIZE:
+            layer.input_type = _read_int(d, "input_type", i)
+            if layer.input_type not in (INPUT_FLOAT32, INPUT_UINT8):
+                fail("QUANTIZE input_type is neither float32 nor uint8", "input_type", i)
+        if op != RELU6:
+            layer.act_params = _read_ints(d, "act_params", i, act_param_count(layer))
     return layer
 
 

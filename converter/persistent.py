@@ -40,13 +40,26 @@ builds raise Unpredictable.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from .graph import Graph
 from .layers import CONV, DEPTHWISE
-from .options import CUSTOM_CODE, decode
+from .options import CUSTOM_CODE, in_place_vectors
+from .options import decode as _decode
 from .schema import BuiltinOperator, Padding, TensorType
 from .arena import ARENA_ALIGNMENT, builtin_scratch_requests
+
+
+def decode(options) -> object:
+    """options.decode, once per distinct options (the planner predicts many plans that share stages)."""
+    return _decoded(bytes(options))
+
+
+@functools.lru_cache(maxsize=256)
+def _decoded(options: bytes):
+    return _decode(options)
+
 
 # sizeof, alignof per struct. "PatchStage*" are ours (micro_ops/plan.h, halo_cache.h, patch_stage_common.cc).
 HOST64 = {
@@ -62,6 +75,8 @@ HOST64 = {
     "OpDataConv": (72, 8), "OpDataFullyConnected": (64, 8), "OpDataAdd": (60, 4), "OpDataPooling": (32, 4),
     "OpDataReduce": (44, 4), "OpDataPad": (56, 4), "OpDataQuantizeReference": (32, 8),
     "DequantizeOpData": (32, 8), "OpDataLogistic": (16, 4), "OpDataMul": (36, 4), "SoftmaxParams": (80, 8),
+    "ReluOpData": (28, 4), "Relu6OpData": (8, 4), "LeakyReluOpData": (24, 4), "HardSwishParams": (20, 4),
+    "TfLiteLeakyReluParams": (4, 4),
     "TfLiteConcatenationParams": (8, 4), "TfLiteResizeNearestNeighborParams": (2, 1), "OpDataConcatenation": (40, 8),
     "PatchStageLayerPlan": (184, 8), "PatchStageStagePlan": (88, 8), "PatchStageRegion": (16, 4),
     "PatchStageOpData": (64, 8), "PatchStageHaloCache": (48, 8),
@@ -79,6 +94,8 @@ CORTEX_M = {
     "OpDataConv": (56, 4), "OpDataFullyConnected": (48, 4), "OpDataAdd": (60, 4), "OpDataPooling": (32, 4),
     "OpDataReduce": (44, 4), "OpDataPad": (56, 4), "OpDataQuantizeReference": (32, 8),
     "DequantizeOpData": (32, 8), "OpDataLogistic": (16, 4), "OpDataMul": (36, 4), "SoftmaxParams": (56, 8),
+    "ReluOpData": (28, 4), "Relu6OpData": (8, 4), "LeakyReluOpData": (24, 4), "HardSwishParams": (20, 4),
+    "TfLiteLeakyReluParams": (4, 4),
     "TfLiteConcatenationParams": (8, 4), "TfLiteResizeNearestNeighborParams": (2, 1), "OpDataConcatenation": (24, 4),
     "PatchStageLayerPlan": (168, 4), "PatchStageStagePlan": (56, 4), "PatchStageRegion": (16, 4),
     "PatchStageOpData": (36, 4), "PatchStageHaloCache": (32, 4),
@@ -107,6 +124,7 @@ _BUILTIN_PARAMS = {
     B.SUM: "TfLiteReducerParams", B.FULLY_CONNECTED: "TfLiteFullyConnectedParams",
     B.SOFTMAX: "TfLiteSoftmaxParams", B.RESHAPE: "TfLiteReshapeParams", B.MUL: "TfLiteMulParams",
     B.PAD: None, B.PADV2: None, B.QUANTIZE: None, B.DEQUANTIZE: None, B.LOGISTIC: None,
+    B.RELU: None, B.RELU6: None, B.HARD_SWISH: None, B.LEAKY_RELU: "TfLiteLeakyReluParams",
     B.CONCATENATION: "TfLiteConcatenationParams", B.RESIZE_NEAREST_NEIGHBOR: "TfLiteResizeNearestNeighborParams",
 }
 # The reference kernel's Init: AllocatePersistentBuffer(sizeof(OpData)); None = no Init (reshape).
@@ -116,6 +134,7 @@ _OP_DATA = {
     B.SUM: "OpDataReduce", B.FULLY_CONNECTED: "OpDataFullyConnected", B.SOFTMAX: "SoftmaxParams",
     B.RESHAPE: None, B.MUL: "OpDataMul", B.PAD: "OpDataPad", B.PADV2: "OpDataPad",
     B.QUANTIZE: "OpDataQuantizeReference", B.DEQUANTIZE: "DequantizeOpData", B.LOGISTIC: "OpDataLogistic",
+    B.RELU: "ReluOpData", B.RELU6: "Relu6OpData", B.LEAKY_RELU: "LeakyReluOpData", B.HARD_SWISH: "HardSwishParams",
     B.CONCATENATION: "OpDataConcatenation", B.RESIZE_NEAREST_NEIGHBOR: None,
 }
 _OP_DATA_CMSIS_NN = {**_OP_DATA, **{
@@ -164,20 +183,26 @@ def patch_stage_plan_memory_bytes(options: bytes, abi: dict = HOST64) -> int:
     """ComputePlanMemoryBytes (micro_ops/plan_parser.cc) for these options: the
     one place to change when the kernel's plan memory changes."""
     plan = decode(options)
+    in_place = in_place_vectors(options)  # read where stored: no plan memory
     used = 0
 
     def array(count: int, item: int) -> None:
         nonlocal used
         used = _align_up(used, PLAN_MEMORY_ALIGNMENT) + count * item
 
-    array(len(plan.grid_rows), 4)
-    array(len(plan.grid_cols), 4)
+    def int_vector(where: int, key: str, count: int) -> None:
+        if not in_place[(where, key)]:
+            array(count, 4)
+
+    int_vector(-1, "grid_rows", len(plan.grid_rows))
+    int_vector(-1, "grid_cols", len(plan.grid_cols))
     array(len(plan.layers), abi["PatchStageLayerPlan"][0])
-    for layer in plan.layers:
-        array(2 * len(layer.inputs), 4)  # ReadSources: inputs, then in_zp
+    for i, layer in enumerate(plan.layers):
+        int_vector(i, "inputs", len(layer.inputs))  # ReadSources, then in_zp
+        int_vector(i, "in_zp", len(layer.in_zp))
         if layer.op in (CONV, DEPTHWISE):  # ReadFilterKeys: multiplier, then shift
-            array(len(layer.multiplier), 4)
-            array(len(layer.shift), 4)
+            int_vector(i, "multiplier", len(layer.multiplier))
+            int_vector(i, "shift", len(layer.shift))
     if plan.cache_rows or plan.cache_cols:  # the HaloCache tables (micro_ops/halo_cache.cc)
         n, rows, cols = len(plan.layers) - 1, len(plan.grid_rows) - 1, len(plan.grid_cols) - 1
         tables = 0

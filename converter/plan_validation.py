@@ -17,7 +17,9 @@ import numpy as np
 
 from .errors import ModelError
 from .halo_validation import tiles, validate_halo_cache
-from .layers import ADD, AVG_POOL, CONCAT, CONV, DEPTHWISE, MAX_POOL, PAD, RESIZE_NEAREST, STAGE_INPUT
+from .layers import (ADD, AVG_POOL, CONCAT, CONV, DEPTHWISE, HARD_SWISH, INPUT_FLOAT32, INPUT_INT8, INPUT_UINT8,
+                     LEAKY_RELU, LOGISTIC, MAX_POOL, PAD, POINTWISE_OPS, QUANTIZE, RELU, RESIZE_NEAREST, STAGE_INPUT)
+from .layers_pointwise import bits_float
 from .layout_validation import validate_layout_layer
 from .options import CUSTOM_CODE, INT32_MAX, StagePlan, decode, fail
 from .regions import area, patch_regions
@@ -33,7 +35,7 @@ WORKSPACE_ALIGNMENT = 16
 @dataclass
 class TensorDesc:
     """What Prepare knows of one tensor of the op (micro_ops/plan_validation.h TensorDesc)."""
-    type: str                 # "INT8", "INT32" or anything else
+    type: str                 # "INT8", "INT32", "FLOAT32", "UINT8" or anything else
     dims: tuple
     is_constant: bool
     zero_point: int | None = None   # per-tensor zero point, None when the tensor has no quantization
@@ -43,7 +45,7 @@ class TensorDesc:
 def descs_from_arrays(inputs: list) -> list:
     """The op's inputs as the host engine describes numpy arrays: input 0 the stage input, the rest constants;
     no quantization known."""
-    names = {"int8": "INT8", "int32": "INT32"}
+    names = {"int8": "INT8", "int32": "INT32", "float32": "FLOAT32", "uint8": "UINT8"}
     return [TensorDesc(names.get(np.asarray(x).dtype.name, "OTHER"), tuple(np.asarray(x).shape), i > 0)
             for i, x in enumerate(inputs)]
 
@@ -70,14 +72,23 @@ def _image_shape(shape: tuple, key: str, layer: int = -1) -> None:
         fail("image too large", key, layer)
 
 
-def _is_image(t: TensorDesc, shape: tuple) -> bool:
-    return t.type == "INT8" and tuple(t.dims) == (1,) + tuple(shape)
+def _is_image(t: TensorDesc, shape: tuple, type_name: str = "INT8") -> bool:
+    return t.type == type_name and tuple(t.dims) == (1,) + tuple(shape)
 
 
 def _stage_input(plan: StagePlan, inputs: list) -> None:
     _image_shape(plan.input_shape, "input_shape")
     if not inputs:
         fail("the op has no stage input")
+    if plan.input_type != INPUT_INT8:  # a layer-0 QUANTIZE reads the model's float32 / uint8 input
+        type_name = {INPUT_FLOAT32: "FLOAT32", INPUT_UINT8: "UINT8"}[plan.input_type]
+        if not _is_image(inputs[0], plan.input_shape, type_name):
+            fail("stage input is not the [1, H, W, C] tensor of input_shape and input_type that layer 0 "
+                 "(QUANTIZE) reads", "input_type", 0)
+        if plan.input_type == INPUT_UINT8 and inputs[0].zero_point is not None \
+                and inputs[0].zero_point != plan.layers[0].in_zp[0]:
+            fail("stage input zero point differs from in_zp", "in_zp", 0)
+        return
     if not _is_image(inputs[0], plan.input_shape):
         fail("stage input is not an int8 [1, H, W, C] tensor of input_shape", "input_shape")
     if inputs[0].zero_point is None:
@@ -97,7 +108,11 @@ def _stage_output(plan: StagePlan, output: TensorDesc) -> None:
 
 
 def _quantization(layer, i: int) -> None:
-    if any(not _int8(zp) for zp in layer.in_zp):
+    if layer.op == QUANTIZE:  # the zero point of the float32 (unused, 0) or uint8 input
+        zp = layer.in_zp[0]
+        if (zp != 0) if layer.input_type == INPUT_FLOAT32 else not 0 <= zp <= 255:
+            fail("zero point outside the input type", "in_zp", i)
+    elif any(not _int8(zp) for zp in layer.in_zp):
         fail("zero point outside int8", "in_zp", i)
     if not _int8(layer.out_zp):
         fail("zero point outside int8", "out_zp", i)
@@ -202,6 +217,47 @@ def _add_params(plan: StagePlan, layer, i: int) -> None:
             fail("multiplier negative or shift outside [-31, 0]", "add_params", i)
 
 
+def _act_params(layer, i: int) -> None:
+    """ValidateActParams (micro_ops/pointwise_validation.cc): values first, then shifts, in order."""
+    p = layer.act_params
+    value_ok, shifts = True, ()
+    if layer.op == RELU:
+        value_ok, shifts = p[0] >= 0, ((p[1], -31, 30),)
+    elif layer.op == LEAKY_RELU:  # identity, then alpha (may be negative)
+        value_ok, shifts = p[0] >= 0 and p[2] != -(1 << 31), ((p[1], -31, 30), (p[3], -31, 30))
+    elif layer.op == HARD_SWISH:  # int16 multipliers, exponents
+        value_ok, shifts = 0 <= p[0] <= 32767 and 0 <= p[2] <= 32767, ((p[1], -15, 0), (p[3], -15, 15))
+    elif layer.op == LOGISTIC:  # multiplier, left shift, input radius
+        value_ok, shifts = p[0] >= 0 and p[2] >= 0, ((p[1], 0, 30),)
+    elif layer.op == QUANTIZE and layer.input_type == INPUT_FLOAT32:
+        value_ok = 0.0 < float(bits_float(p[0])) <= 3.4e38  # also rejects NaN
+    elif layer.op == QUANTIZE:
+        value_ok, shifts = p[0] >= 0, ((p[1], -31, 30),)
+    if not value_ok:
+        fail("act_params value out of range", "act_params", i)
+    for v, lo, hi in shifts:
+        if not _in_range(v, lo, hi):
+            fail("act_params shift out of range", "act_params", i)
+
+
+def _pointwise(plan: StagePlan, layer, i: int, in_shape: tuple) -> None:
+    """ValidatePointwiseLayer."""
+    if tuple(in_shape) != tuple(layer.out_shape):
+        fail("out_shape differs from the input shape", "out_shape", i)
+    if layer.op == QUANTIZE and (i != 0 or layer.inputs[0] != STAGE_INPUT):
+        fail("QUANTIZE must be layer 0, reading the stage input", "op", i)
+    _act_params(layer, i)
+
+
+def _stage_input_readers(plan: StagePlan) -> None:
+    """ValidateStageInputReaders: only layer 0 (its QUANTIZE) may read a float32 / uint8 stage input."""
+    if plan.input_type == INPUT_INT8:
+        return
+    for i, layer in enumerate(plan.layers[1:], start=1):
+        if STAGE_INPUT in layer.inputs:
+            fail("only the QUANTIZE may read a non-int8 stage input", "inputs", i)
+
+
 def _layer(plan: StagePlan, i: int, inputs: list) -> None:
     layer = plan.layers[i]
     if any(s < STAGE_INPUT or s >= i for s in layer.inputs):
@@ -223,6 +279,8 @@ def _layer(plan: StagePlan, i: int, inputs: list) -> None:
         _channels(layer, i, in_shape)
         _channel_params(layer, i)
         _filter_and_bias(layer, i, in_shape, inputs)
+    elif layer.op in POINTWISE_OPS:
+        _pointwise(plan, layer, i, in_shape)
     else:
         fail("unknown layer op", "op", i)
 
@@ -273,6 +331,7 @@ def _patch_regions(plan: StagePlan) -> None:
 def validate_plan(plan: StagePlan, inputs: list, output: TensorDesc) -> None:
     """ValidatePlan: ModelError with the kernel's message at the first rule the plan breaks."""
     _stage_input(plan, inputs)
+    _stage_input_readers(plan)
     for i in range(len(plan.layers)):
         _layer(plan, i, inputs)
     _stage_output(plan, output)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import halo_cache, quant
+from . import halo_cache, pointwise, quant
 from .errors import ModelError
-from .layers import ADD, AVG_POOL, CONCAT, CONV, DEPTHWISE, MAX_POOL, PAD, RESIZE_NEAREST, STAGE_INPUT
+from .layers import (ADD, AVG_POOL, CONCAT, CONV, DEPTHWISE, INPUT_FLOAT32, INPUT_UINT8, MAX_POOL, PAD,
+                     POINTWISE_OPS, RESIZE_NEAREST, STAGE_INPUT)
 from .nearest import source_index
 from .options import StagePlan, decode
 from .plan_validation import TensorDesc, descs_from_arrays, validate_plan
@@ -146,6 +147,10 @@ def run_layer(layer, region, sources: list, constants: list) -> np.ndarray:
         return _concat(layer, region, sources)
     if layer.op == RESIZE_NEAREST:
         return _resize_nearest(layer, region, sources[0])
+    if layer.op in POINTWISE_OPS:
+        oys, oxs = _out_coords(region)
+        vals, _ = sources[0].taps(oys, oxs, layer.in_shapes[0])
+        return pointwise.run(layer, vals)
     raise ModelError(f"unknown layer op {layer.op}")
 
 
@@ -175,6 +180,9 @@ def run_plan(plan: StagePlan, inputs: list) -> np.ndarray:
     live, or that reads a halo it never cached, gives wrong bytes here too.
     """
     image = np.asarray(inputs[0]).reshape(plan.input_shape)
+    wanted = {INPUT_FLOAT32: np.float32, INPUT_UINT8: np.uint8}.get(plan.input_type)
+    if wanted is not None and image.dtype != wanted:
+        raise ModelError(f"PATCH_STAGE: the stage input is {image.dtype}, the plan's QUANTIZE reads {np.dtype(wanted)}")
     constants = [None] + [np.asarray(x) for x in inputs[1:]]
     full_input = _View((0, plan.input_shape[0], 0, plan.input_shape[1]), image)
     output = np.zeros(plan.layers[-1].out_shape, dtype=np.int8)

@@ -29,9 +29,15 @@ namespace tflm_patch {
 constexpr int32_t kPatchStageFormatVersion = 2;
 constexpr int32_t kStageInputSource = -1;  // a layer source: the stage input
 // CONCATENATION takes 2 to 10 (TFLM's concatenation.cc kMaxInputNum), ADD
-// two, the others one. A layer keeps its sources in plan memory.
+// two, the others one. A layer's sources are read in place (ReadArray).
 constexpr int kMaxLayerSources = 10;
 constexpr int kAddParamCount = 7;
+constexpr int kMaxActParams = 4;  // act_params of a pointwise op
+// Stage input element types (values as TfLiteType): int8, or the float32 /
+// uint8 model input that a first-layer QUANTIZE reads.
+constexpr int32_t kInputFloat32 = 1;
+constexpr int32_t kInputUInt8 = 3;
+constexpr int32_t kInputInt8 = 9;
 constexpr int32_t kInt8Min = -128;
 constexpr int32_t kInt8Max = 127;
 // The alignment of the layer-kernel workspace in the scratch area (the
@@ -46,6 +52,13 @@ enum class LayerOp : int32_t {
   kPad = 3,
   kMaxPool2D = 4,
   kAveragePool2D = 5,
+  // Pointwise ops (pointwise_layers.h): one element in, one out, no halo.
+  kRelu = 10,
+  kRelu6 = 11,
+  kLeakyRelu = 12,
+  kHardSwish = 13,
+  kLogistic = 14,
+  kQuantize = 15,  // float32 / uint8 stage input -> int8; layer 0 only
   // Layout ops (30-39): they move bytes, no arithmetic
   // (layout_layers.h).
   kConcatenation = 30,
@@ -70,12 +83,22 @@ struct AddParams {
   int32_t output_shift;
 };
 
+// A pointwise op's parameters: TFLM's Prepare-time values in the
+// `act_params` order of docs/patch_stage_format.md, and what a QUANTIZE
+// reads (kInputFloat32 / kInputUInt8; kInputInt8 for the others).
+struct PointwiseParams {
+  int32_t input_type;
+  int32_t num_params;
+  int32_t params[kMaxActParams];
+};
+
 // One layer of the stage, as the options describe it. Fields an op does not
 // use keep neutral values (stride/dilation/kernel 1, padding 0, index -1).
 struct LayerPlan {
   LayerOp op;
   int32_t num_sources;
-  // num_sources entries each, in plan memory.
+  // num_sources entries each, read in place from the options (or copied
+  // into plan memory) like the other int32 vectors.
   const int32_t* sources;  // kStageInputSource or an earlier layer
   ImageShape output_shape;
   int32_t buffer_offset;  // in the scratch area; unused by the last layer
@@ -100,7 +123,10 @@ struct LayerPlan {
   int32_t num_channel_params;        // entries of the two arrays below
   const int32_t* output_multiplier;  // per output channel (conv, dw)
   const int32_t* output_shift;       // per output channel, positive = left
-  AddParams add;
+  union {
+    AddParams add;              // kAdd
+    PointwiseParams pointwise;  // IsPointwiseOp
+  };
   int32_t pad_value;
   int32_t align_corners;       // RESIZE_NEAREST_NEIGHBOR, 0 or 1
   int32_t half_pixel_centers;  // RESIZE_NEAREST_NEIGHBOR, 0 or 1
@@ -113,8 +139,11 @@ struct LayerPlan {
 
 struct HaloCache;  // halo_cache.h
 
-// The parsed options. Everything lives in the caller's plan memory; nothing
-// points into the options buffer.
+// The parsed options, in the caller's plan memory, except the arrays
+// (grid_rows, grid_cols, sources, input_zero_point, output_multiplier,
+// output_shift) that the options
+// store as aligned int32: those point into the options buffer (in TFLM the
+// model flatbuffer, in flash), which must outlive the plan.
 struct StagePlan {
   int32_t num_layers;
   const LayerPlan* layers;
@@ -144,6 +173,47 @@ inline bool IsWindowOp(LayerOp op) {
 // Ops with an int8 filter and an int32 bias among the op's inputs.
 inline bool HasFilter(LayerOp op) {
   return op == LayerOp::kConv2D || op == LayerOp::kDepthwiseConv2D;
+}
+
+// The op codes the parser accepts: 0-5, 10-15, 30-31.
+inline bool IsKnownOp(int32_t op) {
+  return (op >= static_cast<int32_t>(LayerOp::kConv2D) &&
+          op <= static_cast<int32_t>(LayerOp::kAveragePool2D)) ||
+         (op >= static_cast<int32_t>(LayerOp::kRelu) &&
+          op <= static_cast<int32_t>(LayerOp::kQuantize)) ||
+         op == static_cast<int32_t>(LayerOp::kConcatenation) ||
+         op == static_cast<int32_t>(LayerOp::kResizeNearestNeighbor);
+}
+
+// Ops that map each input element to one output element.
+inline bool IsPointwiseOp(LayerOp op) {
+  return op >= LayerOp::kRelu && op <= LayerOp::kQuantize;
+}
+
+// The number of act_params an op carries (-1: not a pointwise op).
+inline int32_t ActParamCount(LayerOp op, int32_t input_type) {
+  switch (op) {
+    case LayerOp::kRelu:
+      return 2;
+    case LayerOp::kRelu6:
+      return 0;
+    case LayerOp::kLeakyRelu:
+    case LayerOp::kHardSwish:
+      return 4;
+    case LayerOp::kLogistic:
+      return 3;
+    case LayerOp::kQuantize:
+      return input_type == kInputFloat32 ? 1 : 2;
+    default:
+      return -1;
+  }
+}
+
+// The stage input's element type: what layer 0 reads if it is a QUANTIZE.
+inline int32_t StageInputType(const StagePlan& plan) {
+  return plan.num_layers > 0 && plan.layers[0].op == LayerOp::kQuantize
+             ? plan.layers[0].pointwise.input_type
+             : kInputInt8;
 }
 
 // The image a layer source names: the stage input or an earlier layer's.

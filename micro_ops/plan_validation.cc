@@ -17,6 +17,7 @@ limitations under the License.
 
 #include "halo_cache.h"
 #include "layout_validation.h"
+#include "pointwise_validation.h"
 
 namespace tflm_patch {
 namespace {
@@ -49,9 +50,10 @@ bool SameShape(const ImageShape& a, const ImageShape& b) {
   return a.height == b.height && a.width == b.width && a.channels == b.channels;
 }
 
-// An int8 [1, H, W, C] tensor.
-bool IsImageTensor(const TensorDesc& tensor, const ImageShape& shape) {
-  return tensor.type == ElementType::kInt8 && tensor.num_dims == 4 &&
+// A [1, H, W, C] tensor of `type` (int8 unless said).
+bool IsImageTensor(const TensorDesc& tensor, const ImageShape& shape,
+                   ElementType type = ElementType::kInt8) {
+  return tensor.type == type && tensor.num_dims == 4 &&
          tensor.dims[0] == 1 && tensor.dims[1] == shape.height &&
          tensor.dims[2] == shape.width && tensor.dims[3] == shape.channels;
 }
@@ -63,6 +65,22 @@ Status ValidateStageInput(const StagePlan& plan, const InputTensors& inputs) {
   TensorDesc input = {};
   if (inputs.count() < 1 || !inputs.Describe(0, &input)) {
     return ErrorStatus("the op has no stage input");
+  }
+  const int32_t input_type = StageInputType(plan);
+  if (input_type != kInputInt8) {
+    if (!IsImageTensor(input, plan.input_shape,
+                       static_cast<ElementType>(input_type))) {
+      return ErrorStatus(
+          "stage input is not the [1, H, W, C] tensor of input_shape and "
+          "input_type that layer 0 (QUANTIZE) reads",
+          "input_type", 0);
+    }
+    if (input_type == kInputUInt8 && input.has_zero_point &&
+        input.zero_point != plan.layers[0].input_zero_point[0]) {
+      return ErrorStatus("stage input zero point differs from in_zp", "in_zp",
+                         0);
+    }
+    return OkStatus();
   }
   if (!IsImageTensor(input, plan.input_shape)) {
     return ErrorStatus(
@@ -112,7 +130,16 @@ Status ValidateSources(const LayerPlan& layer, int32_t index) {
 }
 
 Status ValidateQuantization(const LayerPlan& layer, int32_t index) {
+  if (layer.op == LayerOp::kQuantize) {
+    // The zero point of the float32 (unused, 0) or uint8 input.
+    const int32_t zp = layer.input_zero_point[0];
+    const bool is_float = layer.pointwise.input_type == kInputFloat32;
+    if (is_float ? zp != 0 : (zp < 0 || zp > 255)) {
+      return ErrorStatus("zero point outside the input type", "in_zp", index);
+    }
+  }
   for (int32_t s = 0; s < layer.num_sources; ++s) {
+    if (layer.op == LayerOp::kQuantize) break;
     if (!IsInt8(layer.input_zero_point[s])) {
       return ErrorStatus("zero point outside int8", "in_zp", index);
     }
@@ -335,6 +362,13 @@ Status ValidateLayer(const StagePlan& plan, int32_t index,
       TFLM_PATCH_RETURN_IF_ERROR(ValidateChannels(layer, index, in));
       TFLM_PATCH_RETURN_IF_ERROR(ValidateChannelParams(layer, index));
       return ValidateFilterAndBias(layer, index, in, inputs);
+    case LayerOp::kRelu:
+    case LayerOp::kRelu6:
+    case LayerOp::kLeakyRelu:
+    case LayerOp::kHardSwish:
+    case LayerOp::kLogistic:
+    case LayerOp::kQuantize:
+      return ValidatePointwiseLayer(plan, index, in);
   }
   return ErrorStatus("unknown layer op", "op", index);
 }
@@ -437,6 +471,7 @@ Status ValidatePlan(const StagePlan& plan, const InputTensors& inputs,
     return ErrorStatus("region workspace too small");
   }
   TFLM_PATCH_RETURN_IF_ERROR(ValidateStageInput(plan, inputs));
+  TFLM_PATCH_RETURN_IF_ERROR(ValidateStageInputReaders(plan));
   for (int32_t i = 0; i < plan.num_layers; ++i) {
     TFLM_PATCH_RETURN_IF_ERROR(ValidateLayer(plan, i, inputs));
   }

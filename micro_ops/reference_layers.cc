@@ -19,6 +19,7 @@ limitations under the License.
 
 #include "integer_math.h"
 #include "layout_layers.h"
+#include "pointwise_layers.h"
 
 namespace tflm_patch {
 namespace {
@@ -291,6 +292,14 @@ void RunReferenceLayer(const LayerCall& call) {
     case LayerOp::kResizeNearestNeighbor:
       ResizeNearestRegion(layer, call.input_shape, call.sources[0],
                           call.region, call.output);
+      break;
+    case LayerOp::kRelu:
+    case LayerOp::kRelu6:
+    case LayerOp::kLeakyRelu:
+    case LayerOp::kHardSwish:
+    case LayerOp::kLogistic:
+    case LayerOp::kQuantize:
+      PointwiseRegion(layer, call.sources[0], call.region, call.output);
       break;
   }
 }

@@ -291,7 +291,7 @@ def test_sanitized_engine_on_cached_and_malformed_cached_options(cached_chain, s
 
 def model_plans(path, kernels="reference"):
     """(options, op inputs, output shape) of every PATCH_STAGE of the default plan and of an uneven
-    3x2 grid, with a random stage input."""
+    3x2 grid, with a random stage input of its type."""
     model = model_io.load_model(path)
     graph = build_graph(model)
     rng = np.random.default_rng(11)
@@ -302,7 +302,13 @@ def model_plans(path, kernels="reference"):
             continue
         g = pipeline.write_patched(model, plan).graph
         for op in verify.patch_ops(g):
-            x = rng.integers(-128, 128, g.tensors[op.inputs[0]].shape, dtype=np.int8)
+            stage_in = g.tensors[op.inputs[0]]  # int8, or the float32 / uint8 input a first-layer QUANTIZE reads
+            if stage_in.type_name == "FLOAT32":
+                x = rng.uniform(-1.5, 2.5, stage_in.shape).astype(np.float32)
+            elif stage_in.type_name == "UINT8":
+                x = rng.integers(0, 256, stage_in.shape, dtype=np.uint8)
+            else:
+                x = rng.integers(-128, 128, stage_in.shape, dtype=np.int8)
             yield bytes(op.custom_options), [x] + [g.tensors[t].data for t in op.inputs[1:]], \
                 g.tensors[op.outputs[0]].shape
 
@@ -368,6 +374,7 @@ def test_cached_layers_compute_only_their_boxes(name):
     from tflm_patch.converter.regions import area, grid_tiles, patch_regions
     lib = native.engine_library(False, DOUBLE)
     lib.tflm_patch_cmsis_double_window_pixels.restype = ctypes.c_int64
+    fewer = 0
     for options, inputs, shape in model_plans(os.path.join(MODELS_DIR, f"{name}.tflite")):
         plan = options_mod.decode(options)
         windowed = [layer.op in (CONV, DEPTHWISE, MAX_POOL, AVG_POOL) for layer in plan.layers]
@@ -379,12 +386,16 @@ def test_cached_layers_compute_only_their_boxes(name):
         expected = {(0, 0): v1_pixels}
         for mode in ((1, 0), (0, 1), (1, 1)):
             expected[mode] = last + sum(p for p, w in zip(computed_pixels(ys, xs, *mode), windowed) if w)
-        assert expected[(1, 1)] < expected[(0, 0)]
+        # A stage with halos computes fewer pixels cached; one without (a single layer, as the offline
+        # memory plan can make the best choice) computes the same. At least one plan has halos.
+        assert expected[(1, 1)] <= expected[(0, 0)]
+        fewer += expected[(1, 1)] < expected[(0, 0)]
         for mode, pixels in expected.items():
             lib.tflm_patch_cmsis_double_reset()
             cached = with_caches(options, *map(bool, mode))  # (0, 0): version 2 without caches
             native.run_stage(cached, inputs, shape, cmsis_nn=DOUBLE)
             assert lib.tflm_patch_cmsis_double_window_pixels() == pixels, mode
+    assert fewer > 0
 
 
 def test_the_planners_cached_cmsis_nn_plans_reserve_the_workspace_the_kernel_uses():

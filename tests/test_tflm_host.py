@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tflm_patch import tflm_host
-from tflm_patch.converter import model_io, pipeline, planner
+from tflm_patch.converter import model_io, pipeline, planner, verify
 from tflm_patch.converter.errors import NoGainError
 from tflm_patch.converter.graph import build_graph
 
@@ -50,10 +50,7 @@ def test_patched_model_in_tflm_gives_the_same_outputs_in_less_arena(tflm, tmp_pa
         graph, plan, patched = _patched(path, tmp_path, max_mac_overhead=1.3, kernels=kernels)
     except NoGainError:
         pytest.skip("no plan lowers this model's peak")
-    rng = np.random.default_rng(11)
-    shape = graph.tensors[graph.inputs[0]].shape
-    for _ in range(3):
-        x = rng.integers(-128, 128, shape, dtype=np.int8)
+    for (x,) in verify.random_inputs(graph, 3, seed=11):  # the input's own type: int8, uint8 or float32
         stock = tflm_host.run_model(runner, path, x)
         ours = tflm_host.run_model(runner, patched, x)
         assert ours.outputs == stock.outputs
@@ -111,7 +108,7 @@ def test_predicted_arena_used_bytes_equals_tflm_stock_patched_and_offline_planne
         planned = tmp_path / "planned.tflite"
         planned.write_bytes(model_io.serialize_model(offline_plan.with_offline_plan(model, graph, offsets)))
         candidates.append((str(planned), build_graph(model_io.load_model(str(planned)))))
-    x = np.random.default_rng(5).integers(-128, 128, graph.tensors[graph.inputs[0]].shape, dtype=np.int8)
+    x = verify.random_inputs(graph, 1, seed=5)[0][0]
     stock_outputs = None
     for model_path, g in candidates:
         head = analysis.analyze(g).arena.head_bytes

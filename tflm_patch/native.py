@@ -92,7 +92,7 @@ SANITIZER_FLAGS = ("-O0", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,u
 CMSIS_NN_SANITIZER_FLAGS = ("-O0", "-g", "-fno-omit-frame-pointer", "-fsanitize=address")
 
 # Element type codes of the C API (TfLiteType values).
-_TYPE_CODES = {np.dtype(np.int8): 9, np.dtype(np.int32): 2}
+_TYPE_CODES = {np.dtype(np.int8): 9, np.dtype(np.int32): 2, np.dtype(np.float32): 1, np.dtype(np.uint8): 3}
 _OK, _REJECTED = 0, 1
 _ERROR_BYTES = 512
 _loaded: dict = {}

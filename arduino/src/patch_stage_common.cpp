@@ -96,6 +96,10 @@ ElementType ToElementType(TfLiteType type) {
       return ElementType::kInt8;
     case kTfLiteInt32:
       return ElementType::kInt32;
+    case kTfLiteFloat32:
+      return ElementType::kFloat32;
+    case kTfLiteUInt8:
+      return ElementType::kUInt8;
     default:
       return ElementType::kOther;
   }

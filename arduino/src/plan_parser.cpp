@@ -16,6 +16,7 @@ limitations under the License.
 
 #include "plan_parser.h"
 
+#include <limits>
 #include <new>
 
 #include "flexbuffer_reader.h"
@@ -153,23 +154,42 @@ Status ReadFixedInts(const FlexMap& map, const char* key, int32_t layer,
   return OkStatus();
 }
 
-// A vector of any length, copied into plan memory (nothing is copied when
-// the memory only counts; the values are checked either way).
-Status CopyInts(const FlexMap& map, const char* key, int32_t layer,
-                PlanMemory* memory, const int32_t** values, int32_t* count) {
+// A vector of any length of T: read where the options store it when they
+// hold it as aligned T (the converter always writes them so,
+// docs/patch_stage_format.md), else copied into plan memory (options from
+// an older converter, or not aligned in memory). Both ParseOptions passes
+// take the same branch, so the counted plan memory is exact. Nothing is
+// copied when the memory only counts; the values are checked either way.
+template <typename T>
+Status ReadArray(const FlexMap& map, const char* key, int32_t layer,
+                 PlanMemory* memory, const T** values, int32_t* count) {
   FlexVector vector;
   TFLM_PATCH_RETURN_IF_ERROR(OpenIntVector(map, key, layer, &vector));
   if (vector.length > static_cast<size_t>(INT32_MAX)) {
     return ErrorStatus("vector too long", key, layer);
   }
-  int32_t* copy = memory->AllocateArray<int32_t>(vector.length);
+  *count = static_cast<int32_t>(vector.length);
+  const T* in_place = FlexInPlace<T>(vector);
+  if (in_place != nullptr) {
+    *values = in_place;
+    return OkStatus();
+  }
+  T* copy = memory->AllocateArray<T>(vector.length);
   for (size_t i = 0; i < vector.length; ++i) {
-    int32_t value = 0;
-    TFLM_PATCH_RETURN_IF_ERROR(ReadIntElement(vector, i, key, layer, &value));
-    if (copy != nullptr) copy[i] = value;
+    FlexRef element;
+    int64_t value = 0;
+    FlexStatus status = FlexVectorElement(vector, i, &element);
+    if (status == FlexStatus::kOk) status = FlexReadInt64(element, &value);
+    if (status != FlexStatus::kOk) {
+      return FlexError(status, "not a vector of integers", key, layer);
+    }
+    if (value < static_cast<int64_t>(std::numeric_limits<T>::min()) ||
+        value > static_cast<int64_t>(std::numeric_limits<T>::max())) {
+      return ErrorStatus("vector element out of range", key, layer);
+    }
+    if (copy != nullptr) copy[i] = static_cast<T>(value);
   }
   *values = copy;
-  *count = static_cast<int32_t>(vector.length);
   return OkStatus();
 }
 
@@ -233,11 +253,11 @@ Status ReadFilterKeys(const FlexMap& map, int32_t index, PlanMemory* memory,
       ReadInt(map, "filter", index, &layer->filter_input));
   TFLM_PATCH_RETURN_IF_ERROR(ReadInt(map, "bias", index, &layer->bias_input));
   int32_t num_shifts = 0;
-  TFLM_PATCH_RETURN_IF_ERROR(CopyInts(map, "multiplier", index, memory,
+  TFLM_PATCH_RETURN_IF_ERROR(ReadArray(map, "multiplier", index, memory,
                                       &layer->output_multiplier,
                                       &layer->num_channel_params));
   TFLM_PATCH_RETURN_IF_ERROR(
-      CopyInts(map, "shift", index, memory, &layer->output_shift, &num_shifts));
+      ReadArray(map, "shift", index, memory, &layer->output_shift, &num_shifts));
   if (num_shifts != layer->num_channel_params) {
     return ErrorStatus("multiplier and shift have different lengths", "shift",
                        index);
@@ -245,15 +265,22 @@ Status ReadFilterKeys(const FlexMap& map, int32_t index, PlanMemory* memory,
   return OkStatus();
 }
 
-bool IsKnownOp(int32_t op) {
-  return (op >= static_cast<int32_t>(LayerOp::kConv2D) &&
-          op <= static_cast<int32_t>(LayerOp::kAveragePool2D)) ||
-         op == static_cast<int32_t>(LayerOp::kConcatenation) ||
-         op == static_cast<int32_t>(LayerOp::kResizeNearestNeighbor);
+// A per-source vector (`inputs`, `in_zp`) of exactly `count` int32, read
+// in place like the other int32 vectors (ReadArray).
+Status ReadSourceArray(const FlexMap& map, const char* key, int32_t index,
+                       int32_t count, PlanMemory* memory,
+                       const int32_t** values) {
+  FlexVector vector;
+  TFLM_PATCH_RETURN_IF_ERROR(OpenIntVector(map, key, index, &vector));
+  if (vector.length != static_cast<size_t>(count)) {
+    return ErrorStatus("vector has the wrong length", key, index);
+  }
+  int32_t read = 0;
+  return ReadArray(map, key, index, memory, values, &read);
 }
 
-// `inputs` and `in_zp`: one entry per source (CONCATENATION: 2 to
-// kMaxLayerSources, ADD: 2, others: 1), stored together in plan memory.
+// `inputs`: one entry per source (CONCATENATION: 2 to kMaxLayerSources,
+// ADD: 2, others: 1).
 Status ReadSources(const FlexMap& map, int32_t index, PlanMemory* memory,
                    LayerPlan* layer) {
   int32_t count = layer->op == LayerOp::kAdd ? 2 : 1;
@@ -267,19 +294,28 @@ Status ReadSources(const FlexMap& map, int32_t index, PlanMemory* memory,
     }
     count = static_cast<int32_t>(vector.length);
   }
-  int32_t values[2 * kMaxLayerSources];
-  TFLM_PATCH_RETURN_IF_ERROR(
-      ReadFixedInts(map, "inputs", index, static_cast<size_t>(count), values));
-  TFLM_PATCH_RETURN_IF_ERROR(ReadFixedInts(
-      map, "in_zp", index, static_cast<size_t>(count), values + count));
-  int32_t* stored = memory->AllocateArray<int32_t>(2 * count);
-  if (stored != nullptr) {
-    for (int32_t i = 0; i < 2 * count; ++i) stored[i] = values[i];
-  }
   layer->num_sources = count;
-  layer->sources = stored;
-  layer->input_zero_point = stored == nullptr ? nullptr : stored + count;
-  return OkStatus();
+  return ReadSourceArray(map, "inputs", index, count, memory, &layer->sources);
+}
+
+// input_type (QUANTIZE) and act_params (every pointwise op but RELU6).
+Status ReadPointwiseKeys(const FlexMap& map, int32_t index, LayerPlan* layer) {
+  layer->pointwise = PointwiseParams{kInputInt8, 0, {0, 0, 0, 0}};
+  if (layer->op == LayerOp::kQuantize) {
+    TFLM_PATCH_RETURN_IF_ERROR(
+        ReadInt(map, "input_type", index, &layer->pointwise.input_type));
+    if (layer->pointwise.input_type != kInputFloat32 &&
+        layer->pointwise.input_type != kInputUInt8) {
+      return ErrorStatus("QUANTIZE input_type is neither float32 nor uint8",
+                         "input_type", index);
+    }
+  }
+  layer->pointwise.num_params =
+      ActParamCount(layer->op, layer->pointwise.input_type);
+  if (layer->pointwise.num_params == 0) return OkStatus();
+  return ReadFixedInts(map, "act_params", index,
+                       static_cast<size_t>(layer->pointwise.num_params),
+                       layer->pointwise.params);
 }
 
 Status ParseLayer(const FlexMap& map, int32_t index, bool is_last,
@@ -298,6 +334,9 @@ Status ParseLayer(const FlexMap& map, int32_t index, bool is_last,
     TFLM_PATCH_RETURN_IF_ERROR(
         ReadInt(map, "buffer_bytes", index, &layer->buffer_bytes));
   }
+  TFLM_PATCH_RETURN_IF_ERROR(ReadSourceArray(map, "in_zp", index,
+                                             layer->num_sources, memory,
+                                             &layer->input_zero_point));
   TFLM_PATCH_RETURN_IF_ERROR(
       ReadInt(map, "out_zp", index, &layer->output_zero_point));
   if (layer->op == LayerOp::kPad) {
@@ -329,6 +368,7 @@ Status ParseLayer(const FlexMap& map, int32_t index, bool is_last,
         ReadFixedInts(map, "add_params", index, kAddParamCount, p));
     layer->add = AddParams{p[0], p[1], p[2], p[3], p[4], p[5], p[6]};
   }
+  if (IsPointwiseOp(layer->op)) return ReadPointwiseKeys(map, index, layer);
   return OkStatus();
 }
 
@@ -413,9 +453,9 @@ Status ParseOptions(const uint8_t* options, size_t options_bytes,
   plan.workspace_bytes = 0;
   TFLM_PATCH_RETURN_IF_ERROR(
       ReadOptionalInt(root_map, "workspace_bytes", -1, &plan.workspace_bytes));
-  TFLM_PATCH_RETURN_IF_ERROR(CopyInts(root_map, "grid_rows", -1, memory,
+  TFLM_PATCH_RETURN_IF_ERROR(ReadArray(root_map, "grid_rows", -1, memory,
                                       &plan.grid_rows, &plan.num_grid_rows));
-  TFLM_PATCH_RETURN_IF_ERROR(CopyInts(root_map, "grid_cols", -1, memory,
+  TFLM_PATCH_RETURN_IF_ERROR(ReadArray(root_map, "grid_cols", -1, memory,
                                       &plan.grid_cols, &plan.num_grid_cols));
   TFLM_PATCH_RETURN_IF_ERROR(ParseLayers(root_map, memory, &plan));
   bool halo_too_large = false;

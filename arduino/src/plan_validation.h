@@ -32,7 +32,9 @@ namespace tflm_patch {
 // Tensor element types the validation distinguishes (values as TfLiteType).
 enum class ElementType : int32_t {
   kOther = 0,
+  kFloat32 = 1,
   kInt32 = 2,
+  kUInt8 = 3,
   kInt8 = 9,
 };
 

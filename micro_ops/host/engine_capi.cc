@@ -84,6 +84,10 @@ ElementType ToElementType(int32_t code) {
       return ElementType::kInt8;
     case static_cast<int32_t>(ElementType::kInt32):
       return ElementType::kInt32;
+    case static_cast<int32_t>(ElementType::kFloat32):
+      return ElementType::kFloat32;
+    case static_cast<int32_t>(ElementType::kUInt8):
+      return ElementType::kUInt8;
     default:
       return ElementType::kOther;
   }

@@ -61,7 +61,7 @@ int main(int argc, char** argv) {
   std::memcpy(model_data, model_file.data(), model_file.size());
 
   const tflite::Model* model = tflite::GetModel(model_data);
-  tflite::MicroMutableOpResolver<16> resolver;
+  tflite::MicroMutableOpResolver<24> resolver;
   resolver.AddConv2D();
   resolver.AddDepthwiseConv2D();
   resolver.AddAdd();
@@ -77,6 +77,11 @@ int main(int argc, char** argv) {
   resolver.AddDequantize();
   resolver.AddConcatenation();
   resolver.AddResizeNearestNeighbor();
+  resolver.AddRelu();
+  resolver.AddRelu6();
+  resolver.AddLeakyRelu();
+  resolver.AddHardSwish();
+  resolver.AddLogistic();
   resolver.AddCustom("PATCH_STAGE", tflm_patch::Register_PATCH_STAGE());
 
   // What MicroInterpreter(model, resolver, g_arena, kArenaSize) builds

@@ -35,6 +35,14 @@ Models made (name: what it exercises):
 * ``unet_small``: a small U-Net at 64x64: stride-2 encoder convs, a decoder
   of nearest-neighbour upsampling (RESIZE_NEAREST_NEIGHBOR) and Concatenate
   skip connections (CONCATENATION), then a stride-2 conv.
+* ``mobilenetv3_small_like``: MobileNetV3-Small's front with every standalone
+  activation a stage runs (HARD_SWISH, LEAKY_RELU, RELU6, RELU, LOGISTIC).
+  TFLM's int8 RELU6 ignores the output quantization (a clamp on the input's),
+  TFLite's does not: the two runtimes differ on this model, and tflm-patch
+  follows TFLM.
+* ``mobilenetv2_035_96_float``: ``mobilenetv2_035_96`` with float32 input
+  and output (no ``inference_input_type``): QUANTIZE first, DEQUANTIZE last.
+* ``cnn_uint8``: a camera CNN with uint8 input (QUANTIZE to int8 first).
 
 Why the batch-norm recalibration: an untrained MobileNetV2 has BN moving
 statistics mean 0 / variance 1, which do not match the real activation
@@ -55,7 +63,8 @@ and e.g. stride2_even gives the same argmax for every image.  The
 convolutional front -- the part tflm-patch rewrites -- is untouched by this.
 
 After conversion the script checks, for every model: no float tensors and no
-QUANTIZE/DEQUANTIZE (full int8), the expected ops are present, the int8
+QUANTIZE/DEQUANTIZE (full int8; but for the float/uint8 I/O models), the
+expected ops are present, the int8
 outputs on 8 different inputs are not all identical and their argmax is not
 always the same (TFLite BUILTIN_REF kernels), and the model loads and runs
 in the TFLM Python interpreter (tflite-micro wheel) with the same result.
@@ -88,8 +97,8 @@ N_REPR = 32        # representative-dataset images per model
 N_CHECK = 8        # inputs for the output-variation check
 N_BN = 64          # images for the BN recalibration and the head calibration
 
-STAGE_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "PAD", "MAX_POOL_2D", "AVERAGE_POOL_2D", "CONCATENATION",
-             "RESIZE_NEAREST_NEIGHBOR"}
+STAGE_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "PAD", "MAX_POOL_2D", "AVERAGE_POOL_2D", "RELU", "RELU6",
+             "LEAKY_RELU", "HARD_SWISH", "LOGISTIC", "CONCATENATION", "RESIZE_NEAREST_NEIGHBOR"}
 FORBIDDEN_OPS = {"QUANTIZE", "DEQUANTIZE", "SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND"}
 
 
@@ -200,6 +209,49 @@ def mobilenetv2_full(size: int):
     def build():
         return keras.applications.MobileNetV2(alpha=1.0, input_shape=(size, size, 3), weights=None, classes=10)
     return build
+
+
+def mobilenetv3_small_like():
+    """MobileNetV3-Small's front as TFLite lowers it: hard-swish, LeakyReLU, ReLU6, ReLU and a sigmoid stand
+    alone after convs and pools (not fusable), so every pointwise stage op appears."""
+    hs = keras.activations.hard_swish
+    i = keras.Input((64, 64, 3))
+    x = L.Conv2D(16, 3, strides=2, padding="same")(i)
+    x = L.BatchNormalization()(x)
+    x = L.Activation(hs)(x)                       # HARD_SWISH
+    x = L.DepthwiseConv2D(3, padding="same")(x)
+    x = L.BatchNormalization()(x)
+    x = L.LeakyReLU(0.1)(x)                       # LEAKY_RELU
+    x = L.ReLU(6.0)(x)                            # RELU6
+    x = L.Conv2D(24, 1)(x)
+    x = L.BatchNormalization()(x)
+    x = L.MaxPooling2D(2)(x)
+    x = L.LeakyReLU(0.2)(x)
+    x = L.ReLU()(x)                               # RELU
+    x = L.Conv2D(48, 1)(x)
+    x = L.BatchNormalization()(x)
+    x = L.Activation(hs)(x)
+    x = L.DepthwiseConv2D(3, strides=2, padding="same")(x)
+    x = L.BatchNormalization()(x)
+    x = L.Activation("sigmoid")(x)                # LOGISTIC
+    x = L.AveragePooling2D(3, strides=1, padding="same")(x)
+    x = L.Conv2D(24, 1)(x)
+    x = L.BatchNormalization()(x)
+    x = L.Activation(hs)(x)
+    return keras.Model(i, tail(x))
+
+
+def cnn_uint8():
+    """A camera pipeline's CNN: uint8 96x96 RGB in (QUANTIZE to int8 first), int8 out."""
+    i = keras.Input((96, 96, 3))
+    x = L.Conv2D(8, 3, strides=2, padding="same", activation="relu")(i)
+    x = L.DepthwiseConv2D(3, padding="same", activation="relu")(x)
+    x = L.Conv2D(8, 1, activation="relu")(x)
+    x = L.DepthwiseConv2D(3, strides=2, padding="same", activation="relu")(x)
+    x = L.Conv2D(16, 1, activation="relu")(x)
+    x = L.DepthwiseConv2D(3, strides=2, padding="same", activation="relu")(x)
+    x = L.Conv2D(16, 1)(x)
+    return keras.Model(i, tail(x))
 
 
 def mobilenetv1_025_96_gray():
@@ -322,14 +374,21 @@ MODELS = {
                     {"PAD": 1, "CONV_2D": 3, "MAX_POOL_2D": 1, "AVERAGE_POOL_2D": 2}),
     "depth_multiplier": (depth_multiplier, 11, False, {"DEPTHWISE_CONV_2D": 1, "CONV_2D": 1}),
     "unet_small": (unet_small, 14, False, {"CONV_2D": 6, "CONCATENATION": 2, "RESIZE_NEAREST_NEIGHBOR": 2}),
+    "mobilenetv3_small_like": (mobilenetv3_small_like, 14, True,
+                               {"HARD_SWISH": 3, "LEAKY_RELU": 2, "RELU6": 1, "RELU": 1, "LOGISTIC": 1}),
+    # Float and uint8 I/O around the int8 body: QUANTIZE first (DEQUANTIZE last for float).
+    "mobilenetv2_035_96_float": (mobilenetv2(96), 15, True, {"QUANTIZE": 1, "ADD": 1, "DEQUANTIZE": 1}),
+    "cnn_uint8": (cnn_uint8, 16, False, {"QUANTIZE": 1, "CONV_2D": 3}),
 }
+# Models whose input/output are not int8: name -> (input type, output type); None = float32.
+IO_TYPES = {"mobilenetv2_035_96_float": (None, None), "cnn_uint8": (tf.uint8, tf.int8)}
 
 
 # --------------------------------------------------------------------------
 # conversion and checks
 # --------------------------------------------------------------------------
 
-def convert(model: keras.Model, repr_images: np.ndarray) -> bytes:
+def convert(model: keras.Model, repr_images: np.ndarray, io_types=(tf.int8, tf.int8)) -> bytes:
     def representative_dataset():
         for img in repr_images:
             yield [img[None].astype(np.float32)]
@@ -338,8 +397,10 @@ def convert(model: keras.Model, repr_images: np.ndarray) -> bytes:
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = representative_dataset
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
+    if io_types[0] is not None:
+        conv.inference_input_type = io_types[0]
+    if io_types[1] is not None:
+        conv.inference_output_type = io_types[1]
     with contextlib.redirect_stdout(io.StringIO()):   # Keras export chatter
         return conv.convert()
 
@@ -378,11 +439,16 @@ def describe(buf: bytes):
         descs.append(f"{d}->{out_shape[1:] if len(out_shape) == 4 else out_shape}")
     types = {sg.tensors[i].type for i in range(len(sg.tensors))}
     q = inp.quantization
-    return [int(v) for v in inp.shape], (float(q.scale[0]), int(q.zeroPoint[0])), ops, descs, types
+    quant = (float(q.scale[0]), int(q.zeroPoint[0])) if q is not None and q.scale is not None else (1.0, 0)
+    return [int(v) for v in inp.shape], quant, ops, descs, types
 
 
-def quantize_input(x: np.ndarray, scale: float, zp: int) -> np.ndarray:
-    return np.clip(np.round(x / scale) + zp, -128, 127).astype(np.int8)
+def quantize_input(x: np.ndarray, scale: float, zp: int, dtype=np.int8) -> np.ndarray:
+    """The model's input for image x: quantized to int8 / uint8, or x itself for a float input."""
+    if dtype == np.float32:
+        return x.astype(np.float32)
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / scale) + zp, info.min, info.max).astype(dtype)
 
 
 def run_tflite_ref(buf: bytes, xs: np.ndarray) -> np.ndarray:
@@ -390,22 +456,21 @@ def run_tflite_ref(buf: bytes, xs: np.ndarray) -> np.ndarray:
                              experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_REF)
     it.allocate_tensors()
     ind, outd = it.get_input_details()[0], it.get_output_details()[0]
-    assert ind["dtype"] == np.int8 and outd["dtype"] == np.int8
     scale, zp = ind["quantization"]
     res = []
     for x in xs:
-        it.set_tensor(ind["index"], quantize_input(x[None], scale, zp))
+        it.set_tensor(ind["index"], quantize_input(x[None], scale, zp, ind["dtype"]))
         it.invoke()
         res.append(it.get_tensor(outd["index"])[0].copy())
     return np.stack(res)
 
 
-def run_tflm(buf: bytes, xs: np.ndarray, scale: float, zp: int) -> np.ndarray:
+def run_tflm(buf: bytes, xs: np.ndarray, scale: float, zp: int, dtype=np.int8) -> np.ndarray:
     from tflite_micro.python.tflite_micro import runtime
     it = runtime.Interpreter.from_bytes(buf, arena_size=max(10 * len(buf), 4 << 20))
     res = []
     for x in xs:
-        it.set_input(quantize_input(x[None], scale, zp), 0)
+        it.set_input(quantize_input(x[None], scale, zp, dtype), 0)
         it.invoke()
         res.append(np.array(it.get_output(0))[0].copy())
     return np.stack(res)
@@ -426,26 +491,29 @@ def make(name: str, out_dir: str) -> dict:
     repr_images = structured_images(N_REPR, shape, 2000 + seed)
     check_images = structured_images(N_CHECK, shape, 3000 + seed)
 
-    buf = convert(model, repr_images)
+    io_types = IO_TYPES.get(name, (tf.int8, tf.int8))
+    in_dtype = {None: np.float32, tf.uint8: np.uint8, tf.int8: np.int8}[io_types[0]]
+    buf = convert(model, repr_images, io_types)
     path = os.path.join(out_dir, name + ".tflite")
     with open(path, "wb") as f:
         f.write(buf)
 
     in_shape, (scale, zp), ops, descs, types = describe(buf)
     print(f"  wrote {path}: {len(buf)} bytes, sha256 {hashlib.sha256(buf).hexdigest()[:16]}")
-    print(f"  input {in_shape} int8 scale={scale:.6g} zp={zp}")
+    print(f"  input {in_shape} {in_dtype.__name__} scale={scale:.6g} zp={zp}")
     print(f"  ops ({len(ops)}): {' '.join(ops)}")
     for d in descs:
         print(f"    {d}")
 
     # structural checks
     from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as sp
-    assert sp.TensorType.FLOAT32 not in types, f"{name}: float32 tensors in the model"
-    bad = FORBIDDEN_OPS.intersection(ops)
+    if name not in IO_TYPES:
+        assert sp.TensorType.FLOAT32 not in types, f"{name}: float32 tensors in the model"
+    bad = FORBIDDEN_OPS.intersection(ops) - ({"QUANTIZE", "DEQUANTIZE"} if name in IO_TYPES else set())
     assert not bad, f"{name}: unexpected ops {bad}"
     for op, cnt in required.items():
         assert ops.count(op) >= cnt, f"{name}: expected >= {cnt} {op}, got {ops.count(op)}"
-    assert ops[0] in STAGE_OPS, f"{name}: first op {ops[0]} is not a stage op"
+    assert ops[0] in STAGE_OPS | {"QUANTIZE"}, f"{name}: first op {ops[0]} is not a stage op"
     assert ops[-1] not in STAGE_OPS, f"{name}: last op {ops[-1]} is a stage op (no tail)"
 
     # output variation (TFLite reference kernels)
@@ -461,8 +529,8 @@ def make(name: str, out_dir: str) -> dict:
     assert len(set(argmax.tolist())) > 1, f"{name}: argmax is the same for all inputs"
 
     # TFLM
-    micro = run_tflm(buf, check_images, scale, zp)
-    diff = int(np.abs(micro.astype(np.int32) - ref.astype(np.int32)).max())
+    micro = run_tflm(buf, check_images, scale, zp, in_dtype)
+    diff = float(np.abs(micro.astype(np.float64) - ref.astype(np.float64)).max())
     print(f"  TFLM runtime: ok, max |TFLM - BUILTIN_REF| = {diff}")
     print(f"  ({time.time() - t0:.1f}s)")
     return {"name": name, "bytes": len(buf), "ops": ops, "distinct": distinct,
