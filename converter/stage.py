@@ -57,7 +57,9 @@ def stages_from(graph: Graph, start: int) -> tuple:
                 continue
             if t in producer_layer:
                 sources.append(producer_layer[t])
-            elif stage_input in (None, t):
+            elif (stage_input if stage_input is not None else external) in (None, t):
+                # the stage's one input (an op's first outside tensor fixes it, even for the
+                # stage's first op: ADD(x, conv(x)) with both outside is two inputs)
                 sources.append(STAGE_INPUT)
                 external = t
             else:
