@@ -683,6 +683,12 @@ def garbage_options(chain, count=120):
     cases = [valid[:n] for n in range(0, len(valid), max(1, len(valid) // 60))]
     cases += [valid[:-1], valid[1:], b"", b"\x00", b"\x01\x01", b"\xff" * 3]
     cases += [rng.integers(0, 256, size=int(rng.integers(1, 400)), dtype=np.uint8).tobytes() for _ in range(count)]
+    return cases + byte_flips(valid, rng, count)
+
+
+def byte_flips(valid: bytes, rng, count: int) -> list:
+    """`count` copies of `valid` with 1-3 random bytes replaced."""
+    cases = []
     for _ in range(count):
         flipped = bytearray(valid)
         for pos in rng.integers(0, len(valid), size=int(rng.integers(1, 4))):

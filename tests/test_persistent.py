@@ -5,7 +5,7 @@ import os
 import pytest
 from hypothesis import given, settings
 
-from tflm_patch.converter import analysis, arena, model_io, oracle, persistent, planner, rewrite, verify
+from tflm_patch.converter import analysis, arena, model_io, oracle, persistent, pipeline, planner, verify
 from tflm_patch.converter.graph import build_graph
 
 from .conftest import MODELS_DIR
@@ -57,7 +57,7 @@ def test_total_equals_real_tflm_builds_stock_and_patched(name):
     model = model_io.load_model(os.path.join(MODELS_DIR, f"{name}.tflite"))
     graph = build_graph(model)
     plan = planner.make_plan(graph, max_mac_overhead=1.05)
-    patched = build_graph(model_io.parse_model(model_io.serialize_model(rewrite.rewrite_model(model, plan, "t"))))
+    patched = pipeline.write_patched(model, plan).graph
     got = []
     for abi in ("host64", "cortex_m"):
         for g in (graph, patched):
@@ -85,7 +85,7 @@ def test_total_equals_the_cortex_m4_cmsis_nn_build(name):
     model = model_io.load_model(os.path.join(MODELS_DIR, f"{name}.tflite"))
     graph = build_graph(model)
     plan = planner.make_plan(graph, max_mac_overhead=1.05, kernels="cmsis_nn")
-    patched = build_graph(model_io.parse_model(model_io.serialize_model(rewrite.rewrite_model(model, plan, "t"))))
+    patched = pipeline.write_patched(model, plan).graph
     got = tuple(persistent.predict_arena_used(g, abi="cortex_m", kernels="cmsis_nn").total_bytes
                 for g in (graph, patched))
     assert got == CMSIS_NN_M4_MEASURED[name]
@@ -122,7 +122,7 @@ def test_patch_stage_plan_memory_mirrors_the_kernel():
     import numpy as np
 
     from tflm_patch import native
-    g = build_graph(model_io.parse_model(model_io.serialize_model(rewrite.rewrite_model(model, plan, "t"))))
+    g = pipeline.write_patched(model, plan).graph
     op = verify.patch_ops(g)[0]
     x = np.zeros(g.tensors[op.inputs[0]].shape, np.int8)
     native.run_stage(op.custom_options, [x] + [g.tensors[t].data for t in op.inputs[1:]],
