@@ -71,7 +71,8 @@ def test_random_tensorflow_models_short_run(tmp_path):
 
 def test_prepare_fuzz_in_tflm_short_run(tmp_path):
     """Mutated PATCH_STAGE options in real TFLM (the sanitizer build if TFLM_SANITIZER_LIB is set):
-    Prepare refuses with a message or the model runs right; never a crash, finding or hang."""
+    Prepare refuses with a message or the model runs right; never a crash, finding or hang; and the
+    Python mirror of Prepare reaches the kernel's verdict with the kernel's message."""
     from tflm_patch import tflm_host
     if tflm_host.find_tflm_sanitized()[0] is None and tflm_host.find_tflm(tflm_host.REFERENCE)[0] is None:
         pytest.skip(f"Prepare fuzz in TFLM skipped: {tflm_host.find_tflm(tflm_host.REFERENCE)[1]}")
@@ -83,3 +84,4 @@ def test_prepare_fuzz_in_tflm_short_run(tmp_path):
     # both ways out were taken, and accepted plans equal to the original were checked byte for byte
     assert counts.get("refused", 0) > 100 and counts.get("ok", 0) > 30, counts
     assert counts.get("same_plan_checked", 0) > 10, counts
+    assert counts.get("same_refusal_as_mirror", 0) > 100, counts

@@ -20,7 +20,11 @@ Every case must end in one of:
     options mean the same plan as the original (or are another valid plan of
     the same stage), the outputs equal the unmutated model's.
 Never a crash, a sanitizer finding, a hang, or a failed Invoke after a clean
-Prepare (validation must catch what Eval would trip on).
+Prepare (validation must catch what Eval would trip on). And the Python
+mirror of Prepare (converter/options.py decode + plan_validation.py, which
+`analyze` and `verify` run) must reach the same verdict as TFLM, with the same
+message: it refuses exactly what the kernel refuses (a plan TFLM refuses only
+for want of arena is counted apart).
 
     python tools/fuzz/fuzz_prepare.py --cases 10000 --seed 1    # the long run
     python tools/fuzz/fuzz_prepare.py --cases 300 --seed 2      # a CI-sized run
@@ -46,8 +50,8 @@ from flatbuffers import flexbuffers  # noqa: E402
 
 from tests import cached_plans  # noqa: E402
 from tflm_patch import tflm_host  # noqa: E402
-from tflm_patch.converter import model_io, options, planner, rewrite  # noqa: E402
-from tflm_patch.converter.errors import TflmPatchError  # noqa: E402
+from tflm_patch.converter import model_io, options, plan_validation, planner, rewrite  # noqa: E402
+from tflm_patch.converter.errors import ModelError, TflmPatchError  # noqa: E402
 from tflm_patch.converter.graph import build_graph  # noqa: E402
 from tflm_patch.converter.schema import schema  # noqa: E402
 
@@ -59,6 +63,8 @@ EXTREMES = (0, 1, -1, 2, 3, 7, 8, 15, 16, 127, 128, 255, 256, 65535, 65536, 2**3
             2**32, 2**62, 2**63 - 1, -2**63, -2**31 + 1, -128, -129)
 _CUSTOM_OPTIONS_VOFFSET = 14  # Operator.custom_options (field 5)
 _TFLM_GENERIC = re.compile(r"^Node .* failed to (prepare|invoke)|^tflm_runner:")
+_KERNEL_LINE = re.compile(r"PATCH_STAGE (?:options|prepare): (?:layer (-?\d+): )?(.*) \(key (.*)\)$")
+_MIRROR_LINE = re.compile(r"PATCH_STAGE options: (?:layer (-?\d+): )?(.*?)(?: \('(.*)'\))?$")
 
 
 @dataclass
@@ -70,6 +76,8 @@ class Seed:
     siblings: list        # options of other plans of the same stage (same op range)
     input_path: str
     stock_output: bytes = b""
+    inputs: list = field(default_factory=list)   # the op's tensors as Prepare sees them (plan_validation)
+    output: object = None
 
 
 @dataclass
@@ -139,13 +147,18 @@ def make_seeds(workdir: str, models=SEED_MODELS, plans=PLANS) -> list:
             made.append((plan_name, plan, patched))
         for plan_name, plan, patched in made:
             data = model_io.serialize_model(patched)
+            patched_graph = build_graph(model_io.parse_model(data))
             stage_ops = _stage_ops(patched)
             for k, (op, sp) in enumerate(zip(stage_ops, plan.stages)):
                 opts = bytes(patched.subgraphs[0].operators[op].customOptions)
                 siblings = [options.encode(s.stage_plan) for _, p, _ in made for s in p.stages
                             if (s.stage.start, s.stage.end) == (sp.stage.start, sp.stage.end)]
+                g_op = patched_graph.ops[op]
+                inputs = [plan_validation.desc_from_tensor(patched_graph.tensors[t]) if t >= 0 else
+                          plan_validation.TensorDesc("OTHER", (), False) for t in g_op.inputs]
                 seeds.append(Seed(f"{name}.{plan_name}.stage{k}", data, op, opts,
-                                  [s for s in siblings if s != opts], input_path))
+                                  [s for s in siblings if s != opts], input_path, inputs=inputs,
+                                  output=plan_validation.desc_from_tensor(patched_graph.tensors[g_op.outputs[0]])))
     return seeds
 
 
@@ -319,8 +332,40 @@ def find_runner() -> tuple:
     return tflm_host.build_runner(tree), ("ASan+UBSan " if tree.sanitized else "") + tree.library
 
 
+def mirror_verdict(case: Case):
+    """None when the Python mirror of Prepare accepts the options, else (layer, message, key)."""
+    try:
+        plan = options.decode(case.options)
+        plan_validation.validate_plan(plan, case.seed.inputs, case.seed.output)
+    except ModelError as exc:
+        m = _MIRROR_LINE.search(str(exc))
+        return (int(m.group(1)) if m.group(1) else -1, m.group(2), m.group(3) or "-") if m else (-1, str(exc), "-")
+    return None
+
+
+def kernel_verdict(messages: list):
+    """(layer, message, key) of the kernel's refusal among a case's lines, or None."""
+    for line in messages:
+        m = _KERNEL_LINE.search(line)
+        if m:
+            return int(m.group(1)) if m.group(1) else -1, m.group(2), m.group(3)
+    return None
+
+
 def judge(case: Case, result) -> str:
     """'' if the case ended as it must, else the problem."""
+    problem = _judge_tflm(case, result)
+    if problem or result.status not in ("ok", "allocate_failed"):
+        return problem
+    mirror, kernel = mirror_verdict(case), kernel_verdict(result.messages)
+    if result.status == "allocate_failed" and kernel is None:
+        return ""  # TFLM itself refused (the arena): the mirror does not model arena size
+    if mirror != kernel:
+        return f"Python mirror of Prepare says {mirror or 'ok'}, the kernel in TFLM says {kernel or 'ok'}"
+    return ""
+
+
+def _judge_tflm(case: Case, result) -> str:
     if result.status in ("crash", "timeout"):
         return f"{result.status}: {result.finding}"
     findings = tflm_host.sanitizer_findings(result.messages)
@@ -373,7 +418,10 @@ def campaign(cases: int, seed: int, workdir: str, batch: int = 400, seeds_models
         for i, (case, result) in enumerate(zip(chunk, tflm_host.run_batch(runner, jobs, case_timeout=60))):
             problem = judge(case, result)
             outcome = "refused" if result.status == "allocate_failed" else result.status
+            if outcome == "refused" and kernel_verdict(result.messages) is None:
+                outcome = "refused_by_tflm"  # not by the kernel: TFLM's own checks (e.g. arena size)
             counts[outcome] += 1
+            counts["same_refusal_as_mirror"] += outcome == "refused" and not problem
             by_mutation[(case.mutation, outcome)] += 1
             counts["same_plan_checked"] += case.must_match and result.status == "ok"
             if problem:
