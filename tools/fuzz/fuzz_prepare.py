@@ -110,12 +110,14 @@ def _field_position(model: bytes, op: int) -> int:
     return tab.Pos + offset
 
 
-def with_options(model: bytes, op: int, new_options: bytes) -> bytes:
+def with_options(model: bytes, op: int, new_options: bytes, shift: int = 0) -> bytes:
     """The model with operator `op`'s custom options replaced: the new vector is
-    appended and the operator's offset points at it (no re-serialisation)."""
+    appended and the operator's offset points at it (no re-serialisation).
+    shift (0, 4, 8 or 12) moves the vector off 16-byte alignment (its length
+    stays 4-byte aligned, as flatbuffers requires)."""
     pos = _field_position(model, op)
     data = bytearray(model)
-    data += b"\0" * (-len(data) % 16)
+    data += b"\0" * (-len(data) % 16 + shift)
     vector = len(data)
     data += struct.pack("<I", len(new_options)) + bytes(new_options)
     data += b"\0" * (-len(data) % 16)
@@ -411,8 +413,8 @@ def campaign(cases: int, seed: int, workdir: str, batch: int = 400, seeds_models
         jobs = []
         for i, case in enumerate(chunk):
             n = first + i
-            case.model_path = self_path(workdir, case.seed, f"case{n}", with_options(case.seed.model, case.seed.op,
-                                                                                   case.options))
+            moved = with_options(case.seed.model, case.seed.op, case.options, int(rng.choice([0, 4, 8, 12])))
+            case.model_path = self_path(workdir, case.seed, f"case{n}", moved)
             case.output_path = os.path.join(workdir, f"case{n}.out")
             jobs.append(tflm_host.BatchCase(case.model_path, case.seed.input_path, case.output_path))
         for i, (case, result) in enumerate(zip(chunk, tflm_host.run_batch(runner, jobs, case_timeout=60))):
