@@ -4,6 +4,7 @@ The field list is the contract in docs/patch_stage_format.md.
 """
 from __future__ import annotations
 
+import array
 from dataclasses import dataclass
 
 from flatbuffers import flexbuffers
@@ -15,6 +16,10 @@ from .layers import ADD, AVG_POOL, CONV, DEPTHWISE, KIND_NAMES, MAX_POOL, PAD, S
 FORMAT_VERSION = 1           # plans without cached halos
 CACHED_FORMAT_VERSION = 2    # plans with cache_rows or cache_cols
 CUSTOM_CODE = "PATCH_STAGE"
+# The vectors the kernel reads in place (no copy in the arena) when stored as
+# aligned int32: the per-channel ones and the grid (docs/patch_stage_format.md).
+IN_PLACE_INT32_KEYS = ("grid_rows", "grid_cols", "multiplier", "shift")
+INT32_BYTES = 4
 
 
 @dataclass
@@ -38,13 +43,51 @@ def _has_geometry(op: int) -> bool:
     return op in (CONV, DEPTHWISE, MAX_POOL, AVG_POOL)
 
 
+def _int32_array(values) -> array.array:
+    for code in ("i", "l"):
+        if array.array(code).itemsize == INT32_BYTES:
+            return array.array(code, [int(v) for v in values])
+    raise RuntimeError("no 4-byte array type on this platform")
+
+
+def in_place_vectors(data: bytes) -> dict:
+    """Which vectors the kernel reads where they are stored (FlexInPlace in
+    micro_ops/flexbuffer_reader.h): {(layer or -1 for the root, key): bool}
+    for every IN_PLACE_INT32_KEYS vector present. True when it is a typed INT
+    vector of 4-byte elements at a 4-aligned offset of the options; the
+    options themselves start 4-aligned in the model (every flatbuffer vector
+    does), which is loaded at an aligned address."""
+    root = flexbuffers.GetRoot(bytes(data)).AsMap
+    result = {}
+
+    def check(where, m):
+        for key in IN_PLACE_INT32_KEYS:
+            if key not in m.Keys.Value:
+                continue
+            ref = m[key]
+            ok = ref.IsTypedVector and not ref.IsFixedTypedVector
+            if ok:
+                vector = ref.AsTypedVector
+                ok = (vector.ElementType == flexbuffers.Type.INT and vector._byte_width == INT32_BYTES
+                      and vector._buf._offset % INT32_BYTES == 0)
+            result[(where, key)] = ok
+
+    check(-1, root)
+    for i, layer in enumerate(root["layers"].AsVector):
+        check(i, layer.AsMap)
+    return result
+
+
 def encode(plan: StagePlan) -> bytes:
     b = flexbuffers.Builder()
     ints = flexbuffers.Type.INT
 
     def vec(key, values):
         b.Key(key)
-        b.TypedVectorFromElements([int(v) for v in values], ints)
+        if key in IN_PLACE_INT32_KEYS:  # 4-byte elements, 4-aligned in the FlexBuffer
+            b.TypedVectorFromElements(_int32_array(values))
+        else:
+            b.TypedVectorFromElements([int(v) for v in values], ints)
 
     with b.Map():
         b.Int("version", plan.version)
@@ -154,7 +197,7 @@ def _read_optional_int(m, key: str, default: int = 0, layer: int = -1) -> int:
 
 
 def _read_ints(m, key: str, layer: int = -1, length: int | None = None) -> list:
-    """A vector of ints (CopyInts), or of exactly `length` ints (ReadFixedInts)."""
+    """A vector of ints of any length (ReadArray<int32_t>), or of exactly `length` ints (ReadFixedInts)."""
     status, vector = fb.read_vector(_find(m, key, layer))
     if status != fb.OK:
         _flex_error(status, "not a vector of integers", key, layer)
@@ -165,7 +208,15 @@ def _read_ints(m, key: str, layer: int = -1, length: int | None = None) -> list:
         status, element = fb.vector_element(vector, i)
         if status != fb.OK:
             _flex_error(status, "not a vector of integers", key, layer)
-        values.append(_to_int32(element, "not a vector of integers", key, layer))
+        if length is not None:
+            values.append(_to_int32(element, "not a vector of integers", key, layer))
+            continue
+        status, value = fb.read_int64(element)  # ReadArray<int32_t>: the vectors of any length
+        if status != fb.OK:
+            _flex_error(status, "not a vector of integers", key, layer)
+        if not INT32_MIN <= value <= INT32_MAX:
+            fail("vector element out of range", key, layer)
+        values.append(value)
     return values
 
 

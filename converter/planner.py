@@ -17,18 +17,16 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from . import arena, cmsis_nn, halo_cache, persistent, stage_cost
+from . import arena, cmsis_nn, persistent, stage_cost
 from .errors import NoGainError, PlanError
 from .graph import Graph, Op, index_graph
 from .options import CUSTOM_CODE, encode
-from .regions import even_boundaries
+from .schedules import CACHE_MODES, CALL_MACS, GRID_COUNTS  # noqa: F401 (the search's grids and modes)
+from .schedules import front as schedule_front
 from .schema import BuiltinOperator
 from .stage import Stage, all_stages, select_stage
 from .stage_cost import StagePatch
 
-# Grids tried per axis: every count up to 8, then coarser steps; a count never exceeds the axis size.
-GRID_COUNTS = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 24, 32)
-CACHE_MODES = ((False, False), (True, False), (True, True))
 SINGLES = 24           # single-stage plans whose exact arena is predicted besides the searched ones
 MAX_STAGES = 4
 
@@ -74,12 +72,19 @@ def tensor_mapping(num_tensors: int, removed: set) -> dict:
     return {old: new for new, old in enumerate(kept)}
 
 
+def _encoded(sp: StagePatch) -> bytes:
+    """The stage's options, encoded once per StagePatch (the search predicts each trial twice)."""
+    if sp.__dict__.get("_encoded_plan") is not sp.stage_plan:
+        sp.__dict__["_encoded"], sp.__dict__["_encoded_plan"] = encode(sp.stage_plan), sp.stage_plan
+    return sp.__dict__["_encoded"]
+
+
 def patched_graph(graph: Graph, stages: list) -> tuple:
     """The graph as the rewrite leaves it, and its PATCH_STAGE scratch requests.
 
     stages: StagePatch (or (Stage, scratch_bytes)) in op order, not overlapping."""
     pairs = [(s.stage, s.stage_plan.scratch_bytes) if isinstance(s, StagePatch) else s for s in stages]
-    options_of = {s.stage.start: encode(s.stage_plan) for s in stages if isinstance(s, StagePatch)}
+    options_of = {s.stage.start: _encoded(s) for s in stages if isinstance(s, StagePatch)}
     removed = set().union(*(st.removed_tensors for st, _ in pairs)) if pairs else set()
     mapping = tensor_mapping(len(graph.tensors), removed)
     tensors = [dataclasses.replace(graph.tensors[old], index=new) for old, new in mapping.items()]
@@ -110,56 +115,20 @@ def predict(graph: Graph, stages: list) -> arena.ArenaPlan:
     return arena.plan_arena(g, scratch)
 
 
-def _counts(size: int) -> list:
-    return [n for n in GRID_COUNTS if n <= size] + ([size] if size > GRID_COUNTS[-1] else [])
-
-
-def schedules(graph: Graph, stage: Stage, patches: tuple | None = None) -> list:
-    """Every grid (rows and columns chosen independently) and caching mode for a stage, sized (Options)."""
-    h, w = stage.layers[-1].out_shape[:2]
-    input_shape = tuple(graph.tensors[stage.input_tensor].shape[1:])
-    if patches is not None:
-        if patches[0] > h or patches[1] > w:
-            return []
-        row_counts, col_counts = [patches[0]], [patches[1]]
-    else:
-        row_counts, col_counts = _counts(h), _counts(w)
-    row_tables = {r: halo_cache.axis_table(stage.layers, 0, even_boundaries(h, r)) for r in row_counts}
-    col_tables = {c: halo_cache.axis_table(stage.layers, 1, even_boundaries(w, c)) for c in col_counts}
-    axes = {}
-
-    def axis(kind, n, table, cached):
-        key = (kind, n, cached)
-        if key not in axes:
-            axes[key] = halo_cache.Axis(table, cached)
-        return axes[key]
-
-    out = []
-    for r in row_counts:
-        for c in col_counts:
-            if r * c == 1 and patches is None:
-                continue
-            rows, cols = even_boundaries(h, r), even_boundaries(w, c)
-            separable = halo_cache.is_separable(row_tables[r]) and halo_cache.is_separable(col_tables[c])
-            for cache_rows, cache_cols in CACHE_MODES:
-                if (cache_rows and r == 1) or (cache_cols and c == 1) or \
-                        ((cache_rows or cache_cols) and not separable):
-                    continue
-                geo = halo_cache.CacheGeometry(axis("r", r, row_tables[r], cache_rows),
-                                               axis("c", c, col_tables[c], cache_cols)) if separable else None
-                opt = stage_cost.option(stage, input_shape, rows, cols, cache_rows, cache_cols, geo)
-                if opt is not None:
-                    out.append(opt)
-    return out
+def schedules(graph: Graph, stage: Stage, patches: tuple | None = None, tables: dict | None = None,
+              kernels: str = cmsis_nn.REFERENCE) -> list:
+    """The stage's schedules that no other beats on both scratch and cost (schedules.front); for
+    CMSIS-NN kernels the cost counts the kernel calls too."""
+    return schedule_front(graph, stage, patches, tables, CALL_MACS if kernels == cmsis_nn.CMSIS_NN else 0)
 
 
 def _shortlist(options: list, limit: float | None) -> list:
     """The options worth an exact prediction: least scratch, each cheaper in MACs than the last."""
     if limit is not None:
-        options = [o for o in options if o.macs_patched <= limit * o.macs_original]
+        options = [o for o in options if o.cost <= limit * o.macs_original]
     front = []
-    for o in sorted(options, key=lambda o: (o.scratch_bytes, o.macs_patched)):
-        if not front or o.macs_patched < front[-1].macs_patched:
+    for o in sorted(options, key=lambda o: (o.scratch_bytes, o.cost)):
+        if not front or o.cost < front[-1].cost:
             front.append(o)
     return front
 
@@ -193,13 +162,14 @@ def search(graph: Graph, kernels: str, limit: float | None, patches=None, split=
             stages = [st for st in stages if st.end - st.start > 1 or st.layers[0].macs_per_output_pixel()]
     ceiling = before if bound else float("inf")
     edges = {}  # start -> [(end, cost, option)]
+    tables = {} if memo is None else memo.setdefault("tables", {})  # per-axis span tables, shared by stages
     for stage in stages:
         io = _live_bytes(base, stage.start + 1, stage.end, stage.removed_tensors)
         if io >= ceiling:
             continue
-        key = (stage.start, stage.end, patches)
+        key = (stage.start, stage.end, patches, kernels)
         if memo is None or key not in memo:
-            options = schedules(graph, stage, patches)
+            options = schedules(graph, stage, patches, tables, kernels)
             if memo is not None:
                 memo[key] = options
         else:
@@ -252,7 +222,7 @@ def _cheapest_path(n: int, plain: list, edges: dict, bound: int):
     least in MACs added, then in stages; None if there is none. (Every option is within the MAC
     limit already, so the whole plan is.)"""
     def weight_of(o):
-        return o.macs_patched - o.macs_original
+        return o.cost - o.macs_original
     inf = (float("inf"), 0)
     # Two layers of labels: paths without a stage yet, and paths with one or more.
     labels = {False: [inf] * (n + 1), True: [inf] * (n + 1)}
@@ -312,10 +282,10 @@ def make_plan(graph: Graph, patches: tuple | None = None, split: int | None = No
     total_before = predict_used(graph, [], before)
     if total_before is not None:  # judge by what the firmware sizes: arena_used_bytes(), persistent memory included
         scored = [(h, t, predict_used(graph, t, h)) for h, t in met]
+        used = {id(t): u for _, t, u in scored}
         met = [(h, t) for h, t, u in scored if u is None or u < total_before or not require_gain]
         if met:
-            after, chosen = min(met, key=lambda m: (predict_used(graph, m[1], m[0]) or m[0],
-                                                    sum(s.macs_patched for s in m[1])))
+            after, chosen = min(met, key=lambda m: (used[id(m[1])] or m[0], sum(s.macs_patched for s in m[1])))
         elif require_gain:
             raise NoGainError(f"patching lowers the planned arena but not arena_used_bytes() "
                               f"({total_before:,} bytes, persistent memory included): model left unchanged")

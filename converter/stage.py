@@ -1,6 +1,7 @@
 """Find the stages a model can patch: leading runs of ops with one way in and one way out."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from .errors import NoGainError, PlanError
@@ -42,8 +43,11 @@ def _assign_constant_slots(layers: list) -> list:
     return constants
 
 
-def stages_from(graph: Graph, start: int) -> tuple:
-    """Every valid stage that starts at op `start` (by end), and why the walk stopped where it did."""
+def stages_from(graph: Graph, start: int, lowered: dict | None = None) -> tuple:
+    """Every valid stage that starts at op `start` (by end), and why the walk stopped where it did.
+
+    lowered: a dict shared by walks over the same graph, op index -> Layer or Unsupported, so that
+    each op is lowered once (stages copy their layers; the records are never changed)."""
     producer_layer = {}
     layers: list = []
     stage_input = None
@@ -57,9 +61,7 @@ def stages_from(graph: Graph, start: int) -> tuple:
                 continue
             if t in producer_layer:
                 sources.append(producer_layer[t])
-            elif (stage_input if stage_input is not None else external) in (None, t):
-                # the stage's one input (an op's first outside tensor fixes it, even for the
-                # stage's first op: ADD(x, conv(x)) with both outside is two inputs)
+            elif stage_input in (None, t) and external in (None, t):  # one tensor in, also within the first op
                 sources.append(STAGE_INPUT)
                 external = t
             else:
@@ -68,11 +70,21 @@ def stages_from(graph: Graph, start: int) -> tuple:
         if external == "second":
             stop_reason = f"op {op.index} ({op.name}) reads a second tensor from outside the stage"
             break
-        try:
-            layer: Layer = lower_op(graph, op, sources)
-        except Unsupported as exc:
-            stop_reason = f"op {op.index} ({op.name}): {exc}"
+        if lowered is None or op.index not in lowered:
+            try:
+                result = lower_op(graph, op, sources)
+            except Unsupported as exc:
+                result = exc
+            if lowered is not None:
+                lowered[op.index] = result
+        else:  # the record does not depend on its sources but for `inputs`
+            result = lowered[op.index]
+            if not isinstance(result, Unsupported):
+                result = dataclasses.replace(result, inputs=list(sources))
+        if isinstance(result, Unsupported):
+            stop_reason = f"op {op.index} ({op.name}): {result}"
             break
+        layer: Layer = result
         if external is not None:
             stage_input = external
         producer_layer[op.outputs[0]] = len(layers)
@@ -92,7 +104,8 @@ def candidate_stages(graph: Graph) -> tuple:
 
 def all_stages(graph: Graph) -> list:
     """Every valid stage, from any start, in (start, end) order; NoGainError when there is none."""
-    stages = [st for start in range(len(graph.ops)) for st in stages_from(graph, start)[0]]
+    lowered = {}
+    stages = [st for start in range(len(graph.ops)) for st in stages_from(graph, start, lowered)[0]]
     if not stages:
         raise NoGainError(f"nothing to patch: {stages_from(graph, 0)[1]}; no op of the model can start "
                           "a stage; model left unchanged")

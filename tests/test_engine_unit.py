@@ -619,6 +619,7 @@ REJECTIONS = {
     "vector where an int belongs": (set_layer(0, filter=[1]), "not an integer ('filter')"),
     "int where a vector belongs": (set_layer(0, stride=2), "not a vector of integers ('stride')"),
     "integer beyond int32": (set_layer(0, buffer_bytes=1 << 33), "does not fit int32"),
+    "vector element beyond int32": (set_layer(2, shift=[1 << 33, -8, -8, -8]), "vector element out of range ('shift')"),
     "padding not smaller than kernel": (set_layer(0, padding=[3, 0, 0, 0]), "padding"),
     "zero stride": (set_layer(1, stride=[0, 1]), "padding"),
     "depth multiplier mismatch": (set_layer(1, depth_multiplier=2), "depth_multiplier"),

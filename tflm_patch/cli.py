@@ -383,7 +383,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest MAC ratio patched/original the search may pick (default 1.05: with cached halos most plans cost nothing extra; --patches and --split plans are held to it too)")
     c.add_argument("--kernels", choices=cmsis_nn.KERNELS, default=cmsis_nn.REFERENCE,
                    help="the TFLM build the model is for: reference kernels (default) or cmsis_nn "
-                        "(OPTIMIZED_KERNEL_DIR=cmsis_nn; reserves PATCH_STAGE's CMSIS-NN workspace in the plan)")
+                        "(OPTIMIZED_KERNEL_DIR=cmsis_nn; reserves PATCH_STAGE's CMSIS-NN workspace in the plan, "
+                        "and --max-mac-overhead then also counts each CMSIS-NN call as 700 MACs, its cost on a "
+                        "Cortex-M4, so the search prefers full-width bands)")
     c.add_argument("--plan-only", action="store_true",
                    help="do not patch: write the model with only a better memory plan (TFLM's "
                         "OfflineMemoryAllocation metadata), verified identical; exit 3 if greedy is already best")
