@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from . import arena, cmsis_nn, persistent, stage_cost
+from . import arena, cmsis_nn, offline_plan, persistent, stage_cost
 from .errors import NoGainError, PlanError
 from .graph import Graph, Op, index_graph
 from .options import CUSTOM_CODE, encode
@@ -39,6 +39,9 @@ class Plan:
     total_before: int | None = None  # predicted arena_used_bytes() (64-bit host, reference kernels), if modelled
     total_after: int | None = None
     candidates: list = field(default_factory=list, repr=False)  # (arena, macs) of plans met in the search
+    # The OfflineMemoryAllocation plan the rewrite writes ({patched tensor index: offset}), when it
+    # beats TFLM's greedy placement of the patched model; arena_after is then its head.
+    offline_offsets: dict | None = field(default=None, repr=False)
 
     # The first stage, for single-stage callers.
     @property
@@ -279,6 +282,15 @@ def make_plan(graph: Graph, patches: tuple | None = None, split: int | None = No
             raise NoGainError(f"every plan costs more than --max-mac-overhead {max_mac_overhead:.2f}: "
                               "model left unchanged")
         raise NoGainError(f"no patch plan lowers the peak memory ({before:,} bytes): model left unchanged")
+    offline_of = {}
+    if kernels == cmsis_nn.REFERENCE:
+        if patches is None and split is None:  # judge every plan by the arena TFLM will really plan
+            met, offline_of = _real_heads(graph, met)
+            after, chosen = min(met, key=lambda m: (m[0], sum(s.macs_patched for s in m[1])))
+        else:  # the grid or stage asked for, as before; its offline plan too where that is lower
+            improved, offline_of = _real_heads(graph, [m for m in met if m[1] is chosen])
+            met = [improved[0] if m[1] is chosen else m for m in met]
+            after = improved[0][0]
     total_before = predict_used(graph, [], before)
     if total_before is not None:  # judge by what the firmware sizes: arena_used_bytes(), persistent memory included
         scored = [(h, t, predict_used(graph, t, h)) for h, t in met]
@@ -305,7 +317,28 @@ def make_plan(graph: Graph, patches: tuple | None = None, split: int | None = No
                               f"is {after:,} bytes (stage MACs x{_overhead(chosen):.2f}): model left unchanged")
         after, chosen = min(fitting, key=lambda m: (sum(s.macs_patched for s in m[1]), m[0]))
     return Plan(list(chosen), before, after, total_before, predict_used(graph, chosen, after),
-                [(h, sum(s.macs_patched for s in t)) for h, t in met])
+                [(h, sum(s.macs_patched for s in t)) for h, t in met], offline_of.get(id(chosen)))
+
+
+def _real_heads(graph: Graph, met: list) -> tuple:
+    """The plans met, each with the head TFLM will really plan for it: greedy, or the offline plan
+    the rewrite writes where that is lower (offline_plan.improve, never worse). Returns the new
+    list and {id(stages): offsets} for the plans that get an offline plan. A plan whose largest
+    live set already exceeds the best head found keeps its greedy head (it cannot win).
+    Reference-kernel plans only: CMSIS-NN builds request other scratch buffers, which TFLM
+    places around offline buffers, so those plans keep TFLM's greedy placement."""
+    best, real, offline_of = float("inf"), [], {}
+    for head, stages in sorted(met, key=lambda m: m[0]):
+        g, scratch = patched_graph(graph, stages)
+        requests = arena.scratch_requests(g, scratch)
+        if offline_plan.lower_bound(arena.allocation_lifetimes(g, requests)) <= min(best, head - 1):
+            offsets, improved = offline_plan.improve(g, requests)
+            if offsets is not None and improved < head:
+                head = improved
+                offline_of[id(stages)] = offsets
+        best = min(best, head)
+        real.append((head, stages))
+    return real, offline_of
 
 
 PARETO_LIMITS = (1.0, 1.05, 1.1, 1.25, 1.5, 2.0)
