@@ -190,7 +190,7 @@ def search(graph: Graph, kernels: str, limit: float | None, patches=None, split=
     feasible = None
     while lo <= hi:  # the least bound with a plan within the MAC limit
         mid = (lo + hi) // 2
-        path = _cheapest_path(n, plain, edges, thresholds[mid])
+        path = _cheapest_path(n, plain, edges, thresholds[mid], max_stages)
         if path is not None:
             feasible, hi = mid, mid - 1
         else:
@@ -198,10 +198,10 @@ def search(graph: Graph, kernels: str, limit: float | None, patches=None, split=
     if feasible is None:
         return before, [], [], before
     for k in range(feasible, min(len(thresholds), feasible + 12)):
-        path = _cheapest_path(n, plain, edges, thresholds[k])
+        path = _cheapest_path(n, plain, edges, thresholds[k], max_stages)
         key = tuple((o.stage.start, o.stage.end, len(o.rows), len(o.cols), o.cache_rows, o.cache_cols)
                     for o in path or ())
-        if path is None or key in seen or len(path) > max_stages:
+        if path is None or key in seen:
             continue
         seen.add(key)
         trial = [stage_cost.materialize(o, kernels) for o in path]
@@ -220,39 +220,39 @@ def search(graph: Graph, kernels: str, limit: float | None, patches=None, split=
     return before, met, chosen, head
 
 
-def _cheapest_path(n: int, plain: list, edges: dict, bound: int):
-    """Options along the path 0 -> n whose every step costs at most `bound` and that has a stage,
-    least in MACs added, then in stages; None if there is none. (Every option is within the MAC
-    limit already, so the whole plan is.)"""
-    def weight_of(o):
-        return o.cost - o.macs_original
+def _cheapest_path(n: int, plain: list, edges: dict, bound: int, max_stages: int = MAX_STAGES):
+    """Options along the path 0 -> n whose every step costs at most `bound` and that has one to
+    `max_stages` stages, least in MACs added, then in stages; None if there is none. (Every option
+    is within the MAC limit already, so the whole plan is.)"""
     inf = (float("inf"), 0)
-    # Two layers of labels: paths without a stage yet, and paths with one or more.
-    labels = {False: [inf] * (n + 1), True: [inf] * (n + 1)}
-    back = {False: [None] * (n + 1), True: [None] * (n + 1)}
-    labels[False][0] = (0.0, 0)
+    # labels[c][k]: the cheapest way to op k with c stages so far.
+    labels = [[inf] * (n + 1) for _ in range(max_stages + 1)]
+    back = [[None] * (n + 1) for _ in range(max_stages + 1)]
+    labels[0][0] = (0.0, 0)
     for k in range(n):
-        for staged in (False, True):
-            w = labels[staged][k]
+        for c in range(max_stages + 1):
+            w = labels[c][k]
             if w[0] == float("inf"):
                 continue
-            if plain[k] <= bound and w < labels[staged][k + 1]:
-                labels[staged][k + 1], back[staged][k + 1] = w, (k, None, staged)
+            if plain[k] <= bound and w < labels[c][k + 1]:
+                labels[c][k + 1], back[c][k + 1] = w, (k, None, c)
+            if c == max_stages:
+                continue
             for end, cost, opt in edges.get(k, ()):
                 if cost > bound:
                     continue
-                nw = (w[0] + weight_of(opt), w[1] + 1)
-                if nw < labels[True][end]:
-                    labels[True][end], back[True][end] = nw, (k, opt, staged)
-    final = labels[True][n]
-    if final[0] == float("inf"):
+                nw = (w[0] + opt.cost - opt.macs_original, w[1] + 1)
+                if nw < labels[c + 1][end]:
+                    labels[c + 1][end], back[c + 1][end] = nw, (k, opt, c)
+    c = min(range(1, max_stages + 1), key=lambda c: labels[c][n])
+    if labels[c][n][0] == float("inf"):
         return None
-    path, k, staged = [], n, True
+    path, k = [], n
     while k > 0:
-        prev, opt, prev_staged = back[staged][k]
+        prev, opt, prev_c = back[c][k]
         if opt is not None:
             path.append(opt)
-        k, staged = prev, prev_staged
+        k, c = prev, prev_c
     return path[::-1]
 
 

@@ -210,7 +210,6 @@ def _summary(plan, before_peak, after_peak, totals=None) -> None:
         if not shown:
             print(f"{'arena_used_bytes()':<26}{'not predicted':>16}{'not predicted':>16}   "
                   "(persistent memory of these kernels/ops is not modelled)")
-    print(f"{'peak op':<26}{before_peak:>16}{after_peak:>16}")
     print(f"{'stage MACs':<26}{plan.macs_original:>16,}{plan.macs_patched:>16,}   {plan.mac_overhead:.3f}x")
     print(f"{'peak before':<26}{before_peak}")
     print(f"{'peak after':<26}{after_peak}   (op numbers of the original model)")
