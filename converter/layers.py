@@ -91,21 +91,22 @@ def same_or_valid_padding(padding: int, in_hw: tuple, kernel: tuple, stride: tup
     return tuple(out), (top, left, bottom, right)
 
 
-def _image_shape(graph: Graph, t: int, what: str) -> tuple:
+def _image_shape(graph: Graph, t: int, what: str, batch: int = 1) -> tuple:
     tensor = graph.tensors[t]
     if tensor.type != TensorType.INT8:
         raise Unsupported(f"{what} is {tensor.type_name}, not INT8")
-    if len(tensor.shape) != 4 or tensor.shape[0] != 1:
+    if len(tensor.shape) != 4 or tensor.shape[0] != batch:
         raise Unsupported(f"{what} has shape {list(tensor.shape)}, not [1, H, W, C]")
     if len(tensor.scales) != 1:
         raise Unsupported(f"{what} is not per-tensor quantized")
     return tuple(tensor.shape[1:])
 
 
-def _conv_like(graph: Graph, op: Op, kind: int, sources: list) -> Layer:
+def _conv_like(graph: Graph, op: Op, kind: int, sources: list, batch: int = 1) -> Layer:
+    """The layer of a CONV_2D / DEPTHWISE_CONV_2D; `batch` > 1 only for the inner conv of a lowered dilation."""
     o = op.options
-    in_shape = _image_shape(graph, op.inputs[0], "input")
-    out_shape = _image_shape(graph, op.outputs[0], "output")
+    in_shape = _image_shape(graph, op.inputs[0], "input", batch)
+    out_shape = _image_shape(graph, op.outputs[0], "output", batch)
     filt = graph.tensors[op.inputs[1]]
     if not filt.is_constant or filt.type != TensorType.INT8 or len(filt.shape) != 4:
         raise Unsupported("filter is not a constant int8 4-D tensor")

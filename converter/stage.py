@@ -5,7 +5,9 @@ from dataclasses import dataclass
 
 from .errors import NoGainError, PlanError
 from .graph import Graph
-from .layers import STAGE_INPUT, Layer, Unsupported, lower_op
+from .layers import STAGE_INPUT, Unsupported, lower_op
+from .layers_dilated import lower_dilated
+from .schema import BuiltinOperator
 
 
 @dataclass
@@ -50,7 +52,9 @@ def stages_from(graph: Graph, start: int) -> tuple:
     stages = []
     stop_reason = "the whole graph is made of stage ops"
     graph_outputs = set(graph.outputs)
-    for op in graph.ops[start:]:
+    index = start
+    while index < len(graph.ops):
+        op = graph.ops[index]
         sources, external = [], None
         for t in op.inputs:
             if t < 0 or graph.tensors[t].is_constant:
@@ -67,20 +71,33 @@ def stages_from(graph: Graph, start: int) -> tuple:
             stop_reason = f"op {op.index} ({op.name}) reads a second tensor from outside the stage"
             break
         try:
-            layer: Layer = lower_op(graph, op, sources)
+            new_layers, internal = _lower(graph, op, sources, len(layers))
         except Unsupported as exc:
             stop_reason = f"op {op.index} ({op.name}): {exc}"
             break
         if external is not None:
             stage_input = external
-        producer_layer[op.outputs[0]] = len(layers)
-        layers.append(layer)
-        end = op.index + 1
+        last = graph.ops[op.index + len(internal)]  # a lowered group ends with the op after its internal tensors
+        layers.extend(new_layers)
+        for t in internal + [last.outputs[0]]:
+            producer_layer[t] = len(layers) - 1
+        end = last.index + 1
+        index = end
         escaping = {t for t in producer_layer
                     if t in graph_outputs or any(c >= end for c in graph.consumers.get(t, []))}
-        if escaping == {op.outputs[0]}:
-            stages.append(_make_stage(graph, layers, start, end, stage_input, op.outputs[0], producer_layer))
+        if escaping == {last.outputs[0]}:
+            stages.append(_make_stage(graph, layers, start, end, stage_input, last.outputs[0], producer_layer))
     return stages, stop_reason
+
+
+def _lower(graph: Graph, op, sources: list, first_layer: int) -> tuple:
+    """The layers an op (or the op group it starts) lowers to, and the group's internal tensors.
+
+    A group of n ops has n - 1 internal tensors (each read only by the next op of the group).
+    """
+    if op.opcode == BuiltinOperator.SPACE_TO_BATCH_ND:
+        return lower_dilated(graph, op.index, sources, first_layer)
+    return [lower_op(graph, op, sources)], []
 
 
 def candidate_stages(graph: Graph) -> tuple:

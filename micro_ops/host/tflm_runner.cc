@@ -61,7 +61,7 @@ int main(int argc, char** argv) {
   std::memcpy(model_data, model_file.data(), model_file.size());
 
   const tflite::Model* model = tflite::GetModel(model_data);
-  tflite::MicroMutableOpResolver<16> resolver;
+  tflite::MicroMutableOpResolver<24> resolver;
   resolver.AddConv2D();
   resolver.AddDepthwiseConv2D();
   resolver.AddAdd();
@@ -75,6 +75,9 @@ int main(int argc, char** argv) {
   resolver.AddReshape();
   resolver.AddQuantize();
   resolver.AddDequantize();
+  resolver.AddMul();
+  resolver.AddSpaceToBatchNd();
+  resolver.AddBatchToSpaceNd();
   resolver.AddCustom("PATCH_STAGE", tflm_patch::Register_PATCH_STAGE());
 
   // What MicroInterpreter(model, resolver, g_arena, kArenaSize) builds
