@@ -16,8 +16,12 @@ from .graph import Graph, Op
 from .schema import BuiltinOperator, Padding, TensorType
 
 CONV, DEPTHWISE, ADD, PAD, MAX_POOL, AVG_POOL = range(6)
+ADD_CONST, MUL_CONST, MUL, SUB_CONST = 20, 21, 22, 23   # with a broadcast constant; MUL of two images
 KIND_NAMES = {CONV: "CONV_2D", DEPTHWISE: "DEPTHWISE_CONV_2D", ADD: "ADD", PAD: "PAD",
-              MAX_POOL: "MAX_POOL_2D", AVG_POOL: "AVERAGE_POOL_2D"}
+              MAX_POOL: "MAX_POOL_2D", AVG_POOL: "AVERAGE_POOL_2D",
+              ADD_CONST: "ADD", MUL_CONST: "MUL", MUL: "MUL", SUB_CONST: "SUB"}
+# Ops whose output pixel reads only the same pixel of each input: no halo.
+POINTWISE = (ADD, ADD_CONST, MUL_CONST, MUL, SUB_CONST)
 STAGE_INPUT = -1
 
 
@@ -42,6 +46,9 @@ class Layer:
     multiplier: list = field(default_factory=list)
     shift: list = field(default_factory=list)
     add_params: list = field(default_factory=list)
+    mul_params: list = field(default_factory=list)   # MUL, MUL_CONST: [output_multiplier, output_shift]
+    constant: int = -1                # ADD_CONST, MUL_CONST: index into PATCH_STAGE inputs
+    const_zp: int = 0                 # the constant's zero point
     pad_value: int = 0
     filter: int = -1                  # index into PATCH_STAGE inputs
     bias: int = -1
@@ -55,6 +62,7 @@ class Layer:
     op_index: int = -1
     filter_tensor: int = -1           # graph tensor indices
     bias_tensor: int = -1
+    constant_tensor: int = -1
 
     @property
     def name(self) -> str:
@@ -216,7 +224,16 @@ def lower_op(graph: Graph, op: Op, sources: list) -> Layer:
     if code == BuiltinOperator.DEPTHWISE_CONV_2D:
         return _conv_like(graph, op, DEPTHWISE, sources)
     if code == BuiltinOperator.ADD:
+        if any(t >= 0 and graph.tensors[t].is_constant for t in op.inputs[:2]):
+            from .layers_arith import lower_add_const
+            return lower_add_const(graph, op, sources)
         return _add(graph, op, sources)
+    if code == BuiltinOperator.MUL:
+        from .layers_arith import lower_mul
+        return lower_mul(graph, op, sources)
+    if code == BuiltinOperator.SUB:
+        from .layers_arith import lower_sub_const
+        return lower_sub_const(graph, op, sources)
     if code in (BuiltinOperator.PAD, BuiltinOperator.PADV2):
         return _pad(graph, op, sources)
     if code == BuiltinOperator.MAX_POOL_2D:

@@ -9,7 +9,13 @@ from dataclasses import dataclass
 from flatbuffers import flexbuffers
 
 from .errors import ModelError
-from .layers import ADD, AVG_POOL, CONV, DEPTHWISE, MAX_POOL, PAD, STAGE_INPUT, Layer
+from .layers import (ADD, ADD_CONST, AVG_POOL, CONV, DEPTHWISE, MAX_POOL, MUL, MUL_CONST, PAD, STAGE_INPUT,
+                     SUB_CONST, Layer)
+
+KNOWN_OPS = (CONV, DEPTHWISE, ADD, PAD, MAX_POOL, AVG_POOL, ADD_CONST, MUL_CONST, MUL, SUB_CONST)
+TWO_SOURCES = (ADD, MUL)
+WITH_CONSTANT = (ADD_CONST, MUL_CONST, SUB_CONST)
+ADD_PARAMS = (ADD, ADD_CONST, SUB_CONST)
 
 FORMAT_VERSION = 1           # plans without cached halos
 CACHED_FORMAT_VERSION = 2    # plans with cache_rows or cache_cols
@@ -89,8 +95,13 @@ def encode(plan: StagePlan) -> bytes:
                         b.Int("depth_multiplier", int(layer.depth_multiplier))
                     if _has_geometry(layer.op) or layer.op == PAD:
                         vec("padding", layer.padding)
-                    if layer.op == ADD:
+                    if layer.op in ADD_PARAMS:
                         vec("add_params", layer.add_params)
+                    if layer.op in (MUL, MUL_CONST):
+                        vec("mul_params", layer.mul_params)
+                    if layer.op in WITH_CONSTANT:
+                        b.Int("constant", int(layer.constant))
+                        b.Int("const_zp", int(layer.const_zp))
                     if layer.op == PAD:
                         b.Int("pad_value", int(layer.pad_value))
     return bytes(b.Finish())
@@ -133,10 +144,10 @@ def decode(data: bytes) -> StagePlan:
     for i, d in enumerate(raw_layers):
         where = f"layer {i}"
         op = _get(d, "op", int, where)
-        if op not in (CONV, DEPTHWISE, ADD, PAD, MAX_POOL, AVG_POOL):
+        if op not in KNOWN_OPS:
             raise ModelError(f"PATCH_STAGE options: {where} has unknown op {op}")
         sources = _get(d, "inputs", list, where)
-        if len(sources) != (2 if op == ADD else 1) or any(s < STAGE_INPUT or s >= i for s in sources):
+        if len(sources) != (2 if op in TWO_SOURCES else 1) or any(s < STAGE_INPUT or s >= i for s in sources):
             raise ModelError(f"PATCH_STAGE options: {where} has bad inputs {sources}")
         in_shapes = [input_shape if s == STAGE_INPUT else layers[s].out_shape for s in sources]
         layer = Layer(op, sources, in_shapes, tuple(_get(d, "out_shape", list, where)),
@@ -165,8 +176,13 @@ def decode(data: bytes) -> StagePlan:
             layer.depth_multiplier = _get(d, "depth_multiplier", int, where)
         if _has_geometry(op) or op == PAD:
             layer.padding = tuple(_get(d, "padding", list, where))
-        if op == ADD:
+        if op in ADD_PARAMS:
             layer.add_params = _get(d, "add_params", list, where)
+        if op in (MUL, MUL_CONST):
+            layer.mul_params = _get(d, "mul_params", list, where)
+        if op in WITH_CONSTANT:
+            layer.constant = _get(d, "constant", int, where)
+            layer.const_zp = _get(d, "const_zp", int, where)
         if op == PAD:
             layer.pad_value = _get(d, "pad_value", int, where)
         layers.append(layer)

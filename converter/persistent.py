@@ -64,6 +64,7 @@ HOST64 = {
     "DequantizeOpData": (32, 8), "OpDataLogistic": (16, 4), "OpDataMul": (36, 4), "SoftmaxParams": (80, 8),
     "PatchStageLayerPlan": (176, 8), "PatchStageStagePlan": (88, 8), "PatchStageRegion": (16, 4),
     "PatchStageOpData": (64, 8), "PatchStageHaloCache": (48, 8), "SpaceToBatchParams": (4, 4),
+    "TfLiteSubParams": (8, 4), "OpDataSub": (56, 4),
 }
 CORTEX_M = {
     "TfLiteEvalTensor": (12, 4), "TfLiteTensor": (32, 4), "TfLiteAffineQuantization": (12, 4),
@@ -80,6 +81,7 @@ CORTEX_M = {
     "DequantizeOpData": (32, 8), "OpDataLogistic": (16, 4), "OpDataMul": (36, 4), "SoftmaxParams": (56, 8),
     "PatchStageLayerPlan": (168, 4), "PatchStageStagePlan": (56, 4), "PatchStageRegion": (16, 4),
     "PatchStageOpData": (36, 4), "PatchStageHaloCache": (32, 4), "SpaceToBatchParams": (4, 4),
+    "TfLiteSubParams": (2, 1), "OpDataSub": (56, 4),
 }
 # The tflite-micro wheel: TFLM built with USE_TFLM_COMPRESSION (SubgraphAllocations,
 # RecordingMicroAllocator, OpDataConv and OpDataFullyConnected grow), from a later commit whose
@@ -104,7 +106,7 @@ _BUILTIN_PARAMS = {
     B.SUM: "TfLiteReducerParams", B.FULLY_CONNECTED: "TfLiteFullyConnectedParams",
     B.SOFTMAX: "TfLiteSoftmaxParams", B.RESHAPE: "TfLiteReshapeParams", B.MUL: "TfLiteMulParams",
     B.PAD: None, B.PADV2: None, B.QUANTIZE: None, B.DEQUANTIZE: None, B.LOGISTIC: None,
-    B.SPACE_TO_BATCH_ND: None, B.BATCH_TO_SPACE_ND: None,
+    B.SPACE_TO_BATCH_ND: None, B.BATCH_TO_SPACE_ND: None, B.SUB: "TfLiteSubParams",
 }
 # The reference kernel's Init: AllocatePersistentBuffer(sizeof(OpData)); None = no Init (reshape).
 _OP_DATA = {
@@ -113,7 +115,7 @@ _OP_DATA = {
     B.SUM: "OpDataReduce", B.FULLY_CONNECTED: "OpDataFullyConnected", B.SOFTMAX: "SoftmaxParams",
     B.RESHAPE: None, B.MUL: "OpDataMul", B.PAD: "OpDataPad", B.PADV2: "OpDataPad",
     B.QUANTIZE: "OpDataQuantizeReference", B.DEQUANTIZE: "DequantizeOpData", B.LOGISTIC: "OpDataLogistic",
-    B.SPACE_TO_BATCH_ND: "SpaceToBatchParams", B.BATCH_TO_SPACE_ND: None,
+    B.SPACE_TO_BATCH_ND: "SpaceToBatchParams", B.BATCH_TO_SPACE_ND: None, B.SUB: "OpDataSub",
 }
 _OP_DATA_CMSIS_NN = {**_OP_DATA, **{
     B.CONV_2D: "CmsisConvOpData", B.DEPTHWISE_CONV_2D: "CmsisConvOpData", B.ADD: "CmsisAddOpData",

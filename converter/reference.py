@@ -12,8 +12,9 @@ import numpy as np
 
 from . import halo_cache, quant
 from .errors import ModelError
-from .layers import ADD, AVG_POOL, CONV, DEPTHWISE, MAX_POOL, PAD, STAGE_INPUT
+from .layers import ADD, ADD_CONST, AVG_POOL, CONV, DEPTHWISE, MAX_POOL, MUL, MUL_CONST, PAD, STAGE_INPUT, SUB_CONST
 from .options import StagePlan, decode
+from .reference_arith import run_arith_layer
 from .regions import is_empty, patch_regions
 
 
@@ -123,6 +124,8 @@ def run_layer(layer, region, sources: list, constants: list) -> np.ndarray:
         return _add(layer, region, sources[0], sources[1])
     if layer.op == PAD:
         return _pad(layer, region, sources[0])
+    if layer.op in (ADD_CONST, MUL_CONST, MUL, SUB_CONST):
+        return run_arith_layer(layer, region, sources, constants)
     raise ModelError(f"unknown layer op {layer.op}")
 
 

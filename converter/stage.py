@@ -34,7 +34,8 @@ class Stage:
 def _assign_constant_slots(layers: list) -> list:
     constants = []
     for layer in layers:
-        for attr, tensor in (("filter", layer.filter_tensor), ("bias", layer.bias_tensor)):
+        for attr, tensor in (("filter", layer.filter_tensor), ("bias", layer.bias_tensor),
+                             ("constant", layer.constant_tensor)):
             if tensor < 0:
                 setattr(layer, attr, -1)
                 continue
