@@ -49,6 +49,7 @@ class Layer:
     mul_params: list = field(default_factory=list)   # MUL, MUL_CONST: [output_multiplier, output_shift]
     constant: int = -1                # ADD_CONST, MUL_CONST: index into PATCH_STAGE inputs
     const_zp: int = 0                 # the constant's zero point
+    const_count: int = 0              # its value count: 1, or one per channel
     pad_value: int = 0
     filter: int = -1                  # index into PATCH_STAGE inputs
     bias: int = -1

@@ -8,7 +8,8 @@ alike (cmsis_nn add.cc / mul.cc fall back to the reference code for
 broadcasts; SUB has no CMSIS-NN kernel). Same-shape MUL goes to
 arm_elementwise_mul_s8 in CMSIS-NN builds. The parameters are computed as
 TFLM's Prepare does (add_common.cc CalculateOpDataAdd in double,
-sub_common.cc CalculateOpDataSub in float32, mul_common.cc CalculateOpDataMul).
+sub_common.cc CalculateOpDataSub in float32 -- see _add_params --,
+mul_common.cc CalculateOpDataMul).
 
 The constant operand is an int8 per-tensor-quantized tensor broadcast along
 channels: a scalar or `[C]`, with any number of leading 1s (`[1, 1, 1, C]`).
@@ -75,20 +76,37 @@ def _smaller_than_one(real: float, name: str) -> tuple:
     return quant.quantize_multiplier_smaller_than_one(real)
 
 
-def _add_params(a, b, out, name: str, float32: bool) -> list:
+def _add_params(a, b, out, name: str, sub: bool) -> list:
     """[left_shift, m1, s1, m2, s2, mo, so] for image a and constant b, as TFLM's Prepare computes them.
 
-    ADD (CalculateOpDataAdd) divides in double, SUB (CalculateOpDataSub) in float32, then widens.
+    ADD (CalculateOpDataAdd) divides in double. SUB (CalculateOpDataSub) divides in float32 in
+    TFLM's source, and TFLM built from source (host, Cortex-M) gives those results, but the
+    tflite-micro wheel (the oracle) gives the double ones: SUB is lowered only where both agree,
+    so that the stage is bit-exact in either.
     """
-    if float32:
-        f = np.float32
-        twice_max = f(2) * max(f(a.scale), f(b.scale))
-        r1, r2 = float(f(a.scale) / twice_max), float(f(b.scale) / twice_max)
-        ro = float(twice_max / (f(1 << ADD_LEFT_SHIFT) * f(out.scale)))
-    else:
-        twice_max = 2 * max(float(a.scale), float(b.scale))
-        r1, r2 = float(a.scale) / twice_max, float(b.scale) / twice_max
-        ro = twice_max / ((1 << ADD_LEFT_SHIFT) * float(out.scale))
+    params = _double_params(a, b, out, name)
+    if sub and _float32_params(a, b, out, name) != params:
+        raise Unsupported(f"{name} rescaling differs between TFLM's float32 Prepare arithmetic and the "
+                          "tflite-micro wheel's for these scales")
+    return params
+
+
+def _float32_params(a, b, out, name: str) -> list:
+    f = np.float32
+    twice_max = f(2) * max(f(a.scale), f(b.scale))
+    r1, r2 = float(f(a.scale) / twice_max), float(f(b.scale) / twice_max)
+    ro = float(twice_max / (f(1 << ADD_LEFT_SHIFT) * f(out.scale)))
+    return _quantize_add(r1, r2, ro, name)
+
+
+def _double_params(a, b, out, name: str) -> list:
+    twice_max = 2 * max(float(a.scale), float(b.scale))
+    r1, r2 = float(a.scale) / twice_max, float(b.scale) / twice_max
+    ro = twice_max / ((1 << ADD_LEFT_SHIFT) * float(out.scale))
+    return _quantize_add(r1, r2, ro, name)
+
+
+def _quantize_add(r1: float, r2: float, ro: float, name: str) -> list:
     m1, s1 = _smaller_than_one(r1, name)
     m2, s2 = _smaller_than_one(r2, name)
     mo, so = _smaller_than_one(ro, name)
@@ -106,8 +124,8 @@ def _lower_add_or_sub(graph: Graph, op: Op, sources: list, kind: int, name: str)
     a, b, out = graph.tensors[image_t], graph.tensors[const_t], graph.tensors[op.outputs[0]]
     return Layer(kind, sources, [shape], shape, in_zp=[a.zero_point], out_zp=out.zero_point,
                  act=quant.activation_range(_act(op), out.scale, out.zero_point),
-                 add_params=_add_params(a, b, out, name, float32=kind == SUB_CONST), const_zp=b.zero_point,
-                 op_index=op.index, constant_tensor=const_t)
+                 add_params=_add_params(a, b, out, name, sub=kind == SUB_CONST), const_zp=b.zero_point,
+                 const_count=b.num_elements, op_index=op.index, constant_tensor=const_t)
 
 
 def lower_add_const(graph: Graph, op: Op, sources: list) -> Layer:
@@ -141,4 +159,5 @@ def lower_mul(graph: Graph, op: Op, sources: list) -> Layer:
     first, second = (b, a) if op.inputs[0] == const_t else (a, b)
     params = _quantize_mul(float(first.scale) * float(second.scale) / float(out.scale), "MUL")
     return Layer(MUL_CONST, sources, [shape], shape, in_zp=[a.zero_point], out_zp=out.zero_point, act=act,
-                 mul_params=params, const_zp=b.zero_point, op_index=op.index, constant_tensor=const_t)
+                 mul_params=params, const_zp=b.zero_point, const_count=b.num_elements, op_index=op.index,
+                 constant_tensor=const_t)

@@ -102,6 +102,7 @@ def encode(plan: StagePlan) -> bytes:
                     if layer.op in WITH_CONSTANT:
                         b.Int("constant", int(layer.constant))
                         b.Int("const_zp", int(layer.const_zp))
+                        b.Int("const_count", int(layer.const_count))
                     if layer.op == PAD:
                         b.Int("pad_value", int(layer.pad_value))
     return bytes(b.Finish())
@@ -183,6 +184,7 @@ def decode(data: bytes) -> StagePlan:
         if op in WITH_CONSTANT:
             layer.constant = _get(d, "constant", int, where)
             layer.const_zp = _get(d, "const_zp", int, where)
+            layer.const_count = _get(d, "const_count", int, where)
         if op == PAD:
             layer.pad_value = _get(d, "pad_value", int, where)
         layers.append(layer)

@@ -97,6 +97,7 @@ int main() {
   resolver.AddQuantize();
   resolver.AddDequantize();
   resolver.AddMul();
+  resolver.AddSub();
   resolver.AddSpaceToBatchNd();
   resolver.AddBatchToSpaceNd();
   if (resolver.AddCustom(tflm_patch::kPatchStageCustomName, tflm_patch::Register_PATCH_STAGE()) != kTfLiteOk) {

@@ -29,7 +29,7 @@ namespace tflm_patch {
 // The newest options format the engine reads; it reads version 1 too.
 constexpr int32_t kPatchStageFormatVersion = 2;
 constexpr int32_t kStageInputSource = -1;  // a layer source: the stage input
-constexpr int kMaxLayerSources = 2;        // ADD has two, the others one
+constexpr int kMaxLayerSources = 2;        // ADD and MUL have two, the others one
 constexpr int kAddParamCount = 7;
 constexpr int32_t kInt8Min = -128;
 constexpr int32_t kInt8Max = 127;
@@ -45,6 +45,12 @@ enum class LayerOp : int32_t {
   kPad = 3,
   kMaxPool2D = 4,
   kAveragePool2D = 5,
+  // Arithmetic (arith_layers.h): ADD / MUL / SUB with a broadcast int8
+  // constant (scalar or per channel), and MUL of two same-shape images.
+  kAddConst = 20,
+  kMulConst = 21,
+  kMul = 22,
+  kSubConst = 23,
 };
 
 // An H x W x C image (batch 1).
@@ -54,7 +60,9 @@ struct ImageShape {
   int32_t channels;
 };
 
-// ADD's quantization, in the `add_params` order of the options.
+// ADD's quantization, in the `add_params` order of the options (ADD,
+// ADD_CONST, SUB_CONST). MUL and MUL_CONST keep their `mul_params` in
+// output_multiplier / output_shift (the others unused).
 struct AddParams {
   int32_t left_shift;
   int32_t input1_multiplier;
@@ -74,7 +82,10 @@ struct LayerPlan {
   ImageShape output_shape;
   int32_t buffer_offset;  // in the scratch area; unused by the last layer
   int32_t buffer_bytes;
-  int32_t filter_input;  // op input index of the int8 filter, -1 if none
+  // Op input index of the int8 filter (conv, dw) or of the int8 constant
+  // operand (ADD_CONST, MUL_CONST, SUB_CONST: options key `constant`), -1 if
+  // none.
+  int32_t filter_input;
   int32_t bias_input;    // op input index of the int32 bias, -1 if none
   int32_t kernel_height;
   int32_t kernel_width;
@@ -87,11 +98,15 @@ struct LayerPlan {
   int32_t pad_bottom;
   int32_t pad_right;
   int32_t depth_multiplier;
+  // One per source; ADD_CONST, MUL_CONST, SUB_CONST (one source) keep the
+  // constant's zero point (`const_zp`) in [1].
   int32_t input_zero_point[kMaxLayerSources];
   int32_t output_zero_point;
   int32_t activation_min;
   int32_t activation_max;
-  int32_t num_channel_params;        // entries of the two arrays below
+  // Entries of the two arrays below; ADD_CONST, MUL_CONST, SUB_CONST: the
+  // constant's value count (`const_count`: 1, or one per channel).
+  int32_t num_channel_params;
   const int32_t* output_multiplier;  // per output channel (conv, dw)
   const int32_t* output_shift;       // per output channel, positive = left
   AddParams add;
@@ -136,6 +151,27 @@ inline bool IsWindowOp(LayerOp op) {
 // Ops with an int8 filter and an int32 bias among the op's inputs.
 inline bool HasFilter(LayerOp op) {
   return op == LayerOp::kConv2D || op == LayerOp::kDepthwiseConv2D;
+}
+
+// Arithmetic with an int8 constant operand among the op's inputs.
+inline bool HasConstantOperand(LayerOp op) {
+  return op == LayerOp::kAddConst || op == LayerOp::kMulConst ||
+         op == LayerOp::kSubConst;
+}
+
+// The arithmetic ops of arith_layers.h.
+inline bool IsArithOp(LayerOp op) {
+  return HasConstantOperand(op) || op == LayerOp::kMul;
+}
+
+// Ops whose output pixel reads only the same pixel of its sources (no halo).
+inline bool IsPointwiseOp(LayerOp op) {
+  return op == LayerOp::kAdd || IsArithOp(op);
+}
+
+// Ops with two image sources.
+inline bool HasTwoSources(LayerOp op) {
+  return op == LayerOp::kAdd || op == LayerOp::kMul;
 }
 
 // The image a layer source names: the stage input or an earlier layer's.

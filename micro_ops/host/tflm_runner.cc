@@ -76,6 +76,7 @@ int main(int argc, char** argv) {
   resolver.AddQuantize();
   resolver.AddDequantize();
   resolver.AddMul();
+  resolver.AddSub();
   resolver.AddSpaceToBatchNd();
   resolver.AddBatchToSpaceNd();
   resolver.AddCustom("PATCH_STAGE", tflm_patch::Register_PATCH_STAGE());

@@ -30,6 +30,9 @@ Models made (name: what it exercises):
   (rate 3) on a 45x45 input left as SPACE_TO_BATCH_ND -> conv -> BATCH_TO_SPACE_ND
   (bias and ReLU inside, odd size so the first has crops), as TFLite lowers
   atrous convolutions it cannot fold.
+* ``rescaling_normalization``: Keras Rescaling (scalar MUL and ADD) and
+  Normalization (per-channel SUB and MUL) in the model, and a MUL of two
+  feature maps (a gated block).
 * ``valid_padding``: VALID conv / depthwise on a 37x37 input.
 * ``residual_add``: inverted-residual block with an ADD.
 * ``nonsquare``: 30x52 input (H != W, neither a multiple of 4).
@@ -89,7 +92,7 @@ N_REPR = 32        # representative-dataset images per model
 N_CHECK = 8        # inputs for the output-variation check
 N_BN = 64          # images for the BN recalibration and the head calibration
 
-STAGE_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "PAD", "MAX_POOL_2D", "AVERAGE_POOL_2D"}
+STAGE_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "PAD", "MAX_POOL_2D", "AVERAGE_POOL_2D", "MUL", "SUB"}
 FORBIDDEN_OPS = {"QUANTIZE", "DEQUANTIZE", "SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND"}
 
 
@@ -278,6 +281,20 @@ def dilation_space_to_batch():
     return keras.Model(i, tail(x))
 
 
+def rescaling_normalization():
+    """Keras preprocessing inside the model, as users ship it: Rescaling (scalar MUL, ADD) and
+    Normalization (per-channel SUB, MUL), then a gated block (MUL of two feature maps)."""
+    i = keras.Input((48, 48, 3))
+    x = L.Rescaling(0.5, offset=0.5)(i)                     # [-1, 1] -> [0, 1]
+    x = L.Normalization(mean=[0.485, 0.456, 0.406], variance=[0.052, 0.050, 0.051])(x)
+    x = L.Conv2D(16, 3, padding="same", activation="relu")(x)
+    a = L.Conv2D(16, 1)(x)
+    b = L.DepthwiseConv2D(3, padding="same")(x)
+    x = L.Multiply()([a, b])
+    x = L.Conv2D(8, 1)(x)
+    return keras.Model(i, tail(x))
+
+
 def valid_padding():
     i = keras.Input((37, 37, 3))
     x = L.Conv2D(8, 3, strides=2, padding="valid", activation="relu")(i)
@@ -341,6 +358,8 @@ MODELS = {
     "dilation_space_to_batch": (dilation_space_to_batch, 14, False,
                                 {"SPACE_TO_BATCH_ND": 2, "BATCH_TO_SPACE_ND": 2, "CONV_2D": 3,
                                  "DEPTHWISE_CONV_2D": 1}),
+    "rescaling_normalization": (rescaling_normalization, 15, False,
+                                {"MUL": 3, "ADD": 1, "SUB": 1, "CONV_2D": 3, "DEPTHWISE_CONV_2D": 1}),
     "valid_padding": (valid_padding, 7, False, {"CONV_2D": 2, "DEPTHWISE_CONV_2D": 1}),
     "residual_add": (residual_add, 8, False, {"CONV_2D": 4, "DEPTHWISE_CONV_2D": 1, "ADD": 1}),
     "nonsquare": (nonsquare, 9, False, {"CONV_2D": 2, "DEPTHWISE_CONV_2D": 1}),
