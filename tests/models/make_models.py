@@ -29,7 +29,9 @@ Models made (name: what it exercises):
 * ``dilation_space_to_batch``: dilated 3x3 conv (rate 2) and depthwise conv
   (rate 3) on a 45x45 input left as SPACE_TO_BATCH_ND -> conv -> BATCH_TO_SPACE_ND
   (bias and ReLU inside, odd size so the first has crops), as TFLite lowers
-  atrous convolutions it cannot fold.
+  atrous convolutions it cannot fold. Its TFLM outputs differ from
+  BUILTIN_REF's: TFLM's SPACE_TO_BATCH_ND pads with an unset parameter (0 on
+  a fresh arena), TFLite with the zero point.
 * ``rescaling_normalization``: Keras Rescaling (scalar MUL and ADD) and
   Normalization (per-channel SUB and MUL) in the model, and a MUL of two
   feature maps (a gated block).
@@ -241,38 +243,8 @@ def dilation2():
     return keras.Model(i, tail(x))
 
 
-class SpaceToBatchConv(L.Layer):
-    """A 3x3 dilated conv (or depthwise conv) computed as TensorFlow's atrous convolution does:
-    SPACE_TO_BATCH_ND, a VALID conv on every phase with its bias and ReLU, BATCH_TO_SPACE_ND.
-    With the bias and activation inside, TFLiteConverter keeps the three ops (with static
-    shapes, batch rate^2 in between) instead of folding them into one dilated conv."""
-
-    def __init__(self, filters, rate, depthwise=False, **kw):
-        super().__init__(**kw)
-        self.filters, self.rate, self.depthwise = filters, rate, depthwise
-
-    def build(self, input_shape):
-        cin = int(input_shape[-1])
-        shape = (3, 3, cin, 1) if self.depthwise else (3, 3, cin, self.filters)
-        self.kernel = self.add_weight(shape=shape, initializer="glorot_uniform", name="kernel")
-        self.bias = self.add_weight(shape=(cin if self.depthwise else self.filters,), initializer="zeros",
-                                    name="bias")
-        self.bias.assign(np.linspace(-0.2, 0.2, self.bias.shape[0]).astype(np.float32))
-
-    def call(self, x):
-        r = self.rate
-        paddings, crops = tf.required_space_to_batch_paddings(
-            input_shape=tf.shape(x)[1:3], block_shape=[r, r], base_paddings=[[r, r], [r, r]])
-        y = tf.space_to_batch_nd(x, [r, r], paddings)
-        if self.depthwise:
-            y = tf.nn.depthwise_conv2d(y, self.kernel, [1, 1, 1, 1], "VALID")
-        else:
-            y = tf.nn.conv2d(y, self.kernel, 1, "VALID")
-        y = tf.nn.relu(y + self.bias)
-        return tf.batch_to_space(y, [r, r], crops)
-
-
 def dilation_space_to_batch():
+    from keras_layers import SpaceToBatchConv  # this folder: the script's own directory is on sys.path
     i = keras.Input((45, 45, 3), batch_size=1)
     x = L.Conv2D(16, 3, padding="same", activation="relu")(i)
     x = SpaceToBatchConv(16, 2)(x)
