@@ -18,7 +18,7 @@ import glob
 import os
 import sys
 
-from tflm_patch.converter import analysis, arena, model_io, offline_plan, oracle, persistent, planner, rewrite, verify
+from tflm_patch.converter import analysis, arena, model_io, offline_plan, oracle, persistent, pipeline, planner, verify
 from tflm_patch.converter.errors import NoGainError
 from tflm_patch.converter.graph import build_graph
 
@@ -64,8 +64,7 @@ def main(argv=None) -> int:
         rows = [("stock", row(graph, data))]
         try:
             plan = planner.make_plan(graph, max_mac_overhead=args.max_mac_overhead)
-            patched = build_graph(model_io.parse_model(model_io.serialize_model(
-                rewrite.rewrite_model(model, plan, "bench"))))
+            patched = pipeline.write_patched(model, plan).graph
             rows.append((f"patched {plan.grid[0]}x{plan.grid[1]}", row(patched)))
         except NoGainError:
             pass

@@ -26,7 +26,7 @@ import tempfile
 import numpy as np
 
 from tflm_patch import cortexm, tflm_host
-from tflm_patch.converter import model_io, planner, rewrite
+from tflm_patch.converter import model_io, pipeline, planner
 from tflm_patch.converter.errors import NoGainError
 from tflm_patch.converter.graph import build_graph
 
@@ -80,7 +80,7 @@ def table(env, kernels: str, models: list, args) -> int:
         with tempfile.TemporaryDirectory() as d:
             patched_path = os.path.join(d, "patched.tflite")
             model_io.write_atomically(patched_path,
-                                      model_io.serialize_model(rewrite.rewrite_model(model, plan, "bench")))
+                                      pipeline.write_patched(model, plan).data)
             try:
                 stock = cortexm.run_model(env, path, x, args.invokes, timeout=args.timeout)
                 patched = cortexm.run_model(env, patched_path, x, args.invokes, timeout=args.timeout)

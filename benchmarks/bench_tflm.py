@@ -22,7 +22,7 @@ import tempfile
 import numpy as np
 
 from tflm_patch import tflm_host
-from tflm_patch.converter import model_io, planner, rewrite
+from tflm_patch.converter import model_io, pipeline, planner
 from tflm_patch.converter.errors import NoGainError
 from tflm_patch.converter.graph import build_graph
 
@@ -69,7 +69,7 @@ def table(tree, models: list, args) -> int:
         x = np.random.default_rng(0).integers(-128, 128, graph.tensors[graph.inputs[0]].shape, dtype=np.int8)
         with tempfile.TemporaryDirectory() as d:
             patched_path = os.path.join(d, "patched.tflite")
-            model_io.write_atomically(patched_path, model_io.serialize_model(rewrite.rewrite_model(model, plan, "bench")))
+            model_io.write_atomically(patched_path, pipeline.write_patched(model, plan).data)
             stock = tflm_host.run_model(runner, path, x, args.repeats)
             patched = tflm_host.run_model(runner, patched_path, x, args.repeats)
         same = "identical" if stock.outputs == patched.outputs else "DIFFERENT"

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from . import arena, stage_cost
 from .graph import Graph
 from .layers import Unsupported, lower_op
-from .options import CUSTOM_CODE, decode
+from .options import CUSTOM_CODE
+from .plan_validation import validated_plan
 from .schema import BuiltinOperator
 
 
@@ -40,16 +41,16 @@ def patch_stage_scratch(graph: Graph) -> dict:
     """Scratch requests of PATCH_STAGE ops, read from their options."""
     requests = {}
     for op in graph.ops:
-        if op.opcode == BuiltinOperator.CUSTOM and op.custom_code == CUSTOM_CODE and op.custom_options:
-            scratch = decode(op.custom_options).scratch_bytes
+        if op.opcode == BuiltinOperator.CUSTOM and op.custom_code == CUSTOM_CODE:
+            scratch = validated_plan(op, graph).scratch_bytes
             if scratch > 0:
                 requests[op.index] = [scratch]
     return requests
 
 
 def op_macs(graph: Graph, op) -> int:
-    if op.opcode == BuiltinOperator.CUSTOM and op.custom_code == CUSTOM_CODE and op.custom_options:
-        return stage_cost.plan_macs(decode(op.custom_options))
+    if op.opcode == BuiltinOperator.CUSTOM and op.custom_code == CUSTOM_CODE:
+        return stage_cost.plan_macs(validated_plan(op, graph))
     if op.opcode == BuiltinOperator.FULLY_CONNECTED:
         w = graph.tensors[op.inputs[1]]
         out = graph.tensors[op.outputs[0]]

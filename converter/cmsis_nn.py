@@ -16,7 +16,7 @@ for more; the kernel then appends it, and the arena grows by that much.
 from __future__ import annotations
 
 from .layers import AVG_POOL, CONV, DEPTHWISE, MAX_POOL, STAGE_INPUT
-from .regions import grid_tiles, input_region, is_empty, patch_regions
+from .regions import input_region, is_empty, patch_regions
 
 REFERENCE, CMSIS_NN = "reference", "cmsis_nn"
 KERNELS = (REFERENCE, CMSIS_NN)

@@ -82,9 +82,6 @@ class Graph:
     offline_offsets: dict | None = None  # tensor -> offset, from OfflineMemoryAllocation metadata
     offline_error: str | None = None     # why that metadata is unusable (TFLM would refuse the model)
 
-    def activation_tensors(self):
-        return [t for t in self.tensors if not t.is_constant]
-
 
 def builtin_code(opcode: "schema.OperatorCodeT") -> int:
     return max(opcode.builtinCode, opcode.deprecatedBuiltinCode)

@@ -4,22 +4,28 @@ The field list is the contract in docs/patch_stage_format.md.
 """
 from __future__ import annotations
 
+import array
 from dataclasses import dataclass
 
 from flatbuffers import flexbuffers
 
+from . import flexbuffer_reader as fb
 from .errors import ModelError
-from .layers import (ADD, ADD_CONST, AVG_POOL, CONV, DEPTHWISE, MAX_POOL, MUL, MUL_CONST, PAD, STAGE_INPUT,
-                     SUB_CONST, Layer)
+from .layers import (ADD, ADD_CONST, AVG_POOL, CONV, DEPTHWISE, KIND_NAMES, MAX_POOL, MUL, MUL_CONST, PAD,
+                     STAGE_INPUT, SUB_CONST, Layer)
 
-KNOWN_OPS = (CONV, DEPTHWISE, ADD, PAD, MAX_POOL, AVG_POOL, ADD_CONST, MUL_CONST, MUL, SUB_CONST)
 TWO_SOURCES = (ADD, MUL)
 WITH_CONSTANT = (ADD_CONST, MUL_CONST, SUB_CONST)
 ADD_PARAMS = (ADD, ADD_CONST, SUB_CONST)
+MUL_PARAMS = (MUL, MUL_CONST)
 
 FORMAT_VERSION = 1           # plans without cached halos
 CACHED_FORMAT_VERSION = 2    # plans with cache_rows or cache_cols
 CUSTOM_CODE = "PATCH_STAGE"
+# The vectors the kernel reads in place (no copy in the arena) when stored as
+# aligned int32: the per-channel ones and the grid (docs/patch_stage_format.md).
+IN_PLACE_INT32_KEYS = ("grid_rows", "grid_cols", "multiplier", "shift")
+INT32_BYTES = 4
 
 
 @dataclass
@@ -43,13 +49,51 @@ def _has_geometry(op: int) -> bool:
     return op in (CONV, DEPTHWISE, MAX_POOL, AVG_POOL)
 
 
+def _int32_array(values) -> array.array:
+    for code in ("i", "l"):
+        if array.array(code).itemsize == INT32_BYTES:
+            return array.array(code, [int(v) for v in values])
+    raise RuntimeError("no 4-byte array type on this platform")
+
+
+def in_place_vectors(data: bytes) -> dict:
+    """Which vectors the kernel reads where they are stored (FlexInPlace in
+    micro_ops/flexbuffer_reader.h): {(layer or -1 for the root, key): bool}
+    for every IN_PLACE_INT32_KEYS vector present. True when it is a typed INT
+    vector of 4-byte elements at a 4-aligned offset of the options; the
+    options themselves start 4-aligned in the model (every flatbuffer vector
+    does), which is loaded at an aligned address."""
+    root = flexbuffers.GetRoot(bytes(data)).AsMap
+    result = {}
+
+    def check(where, m):
+        for key in IN_PLACE_INT32_KEYS:
+            if key not in m.Keys.Value:
+                continue
+            ref = m[key]
+            ok = ref.IsTypedVector and not ref.IsFixedTypedVector
+            if ok:
+                vector = ref.AsTypedVector
+                ok = (vector.ElementType == flexbuffers.Type.INT and vector._byte_width == INT32_BYTES
+                      and vector._buf._offset % INT32_BYTES == 0)
+            result[(where, key)] = ok
+
+    check(-1, root)
+    for i, layer in enumerate(root["layers"].AsVector):
+        check(i, layer.AsMap)
+    return result
+
+
 def encode(plan: StagePlan) -> bytes:
     b = flexbuffers.Builder()
     ints = flexbuffers.Type.INT
 
     def vec(key, values):
         b.Key(key)
-        b.TypedVectorFromElements([int(v) for v in values], ints)
+        if key in IN_PLACE_INT32_KEYS:  # 4-byte elements, 4-aligned in the FlexBuffer
+            b.TypedVectorFromElements(_int32_array(values))
+        else:
+            b.TypedVectorFromElements([int(v) for v in values], ints)
 
     with b.Map():
         b.Int("version", plan.version)
@@ -97,7 +141,7 @@ def encode(plan: StagePlan) -> bytes:
                         vec("padding", layer.padding)
                     if layer.op in ADD_PARAMS:
                         vec("add_params", layer.add_params)
-                    if layer.op in (MUL, MUL_CONST):
+                    if layer.op in MUL_PARAMS:
                         vec("mul_params", layer.mul_params)
                     if layer.op in WITH_CONSTANT:
                         b.Int("constant", int(layer.constant))
@@ -108,86 +152,185 @@ def encode(plan: StagePlan) -> bytes:
     return bytes(b.Finish())
 
 
-def _get(d: dict, key: str, kind, where: str):
-    if key not in d:
-        raise ModelError(f"PATCH_STAGE options: {where} lacks '{key}'")
-    value = d[key]
-    if kind is int and not isinstance(value, int):
-        raise ModelError(f"PATCH_STAGE options: {where} '{key}' is not an int")
-    if kind is list and not (isinstance(value, list) and all(isinstance(v, int) for v in value)):
-        raise ModelError(f"PATCH_STAGE options: {where} '{key}' is not a vector of ints")
+INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
+MAX_LAYERS = 1024  # plan_parser.cc kMaxLayers
+ADD_PARAM_COUNT = 7
+MAX_HALO_TABLE_BYTES = 1 << 28  # halo_cache.cc kMaxHaloCacheMemoryBytes
+
+
+def status_text(message: str, key: str | None = None, layer: int = -1) -> str:
+    """An error as the kernel words it (micro_ops/host/engine_capi.cc Reject): "layer 2: msg ('key')"."""
+    return (f"layer {layer}: " if layer >= 0 else "") + message + (f" ('{key}')" if key else "")
+
+
+def fail(message: str, key: str | None = None, layer: int = -1):
+    raise ModelError("PATCH_STAGE options: " + status_text(message, key, layer))
+
+
+# The readers below mirror micro_ops/plan_parser.cc over flexbuffer_reader (the kernel's reader, in Python):
+# the same keys in the same order, read as lazily, failing with the same messages.
+def _flex_error(status: int, wrong_type: str, key: str, layer: int):
+    if status == fb.NOT_FOUND:
+        fail("missing key", key, layer)
+    if status == fb.WRONG_TYPE:
+        fail(wrong_type, key, layer)
+    if status == fb.OUT_OF_RANGE:
+        fail("integer out of range", key, layer)
+    fail("malformed FlexBuffer", key, layer)
+
+
+def _find(m, key: str, layer: int):
+    status, ref = fb.map_lookup(m, key)
+    if status != fb.OK:
+        _flex_error(status, "malformed FlexBuffer", key, layer)
+    return ref
+
+
+def _to_int32(ref, wrong_type: str, key: str, layer: int) -> int:
+    status, value = fb.read_int64(ref)
+    if status != fb.OK:
+        _flex_error(status, wrong_type, key, layer)
+    if not INT32_MIN <= value <= INT32_MAX:
+        fail("integer does not fit int32", key, layer)
     return value
 
 
+def _read_int(m, key: str, layer: int = -1) -> int:
+    return _to_int32(_find(m, key, layer), "not an integer", key, layer)
+
+
+def _read_optional_int(m, key: str, default: int = 0, layer: int = -1) -> int:
+    status, ref = fb.map_lookup(m, key)
+    if status == fb.NOT_FOUND:
+        return default
+    if status != fb.OK:
+        _flex_error(status, "malformed FlexBuffer", key, layer)
+    return _to_int32(ref, "not an integer", key, layer)
+
+
+def _read_ints(m, key: str, layer: int = -1, length: int | None = None) -> list:
+    """A vector of ints of any length (ReadArray<int32_t>), or of exactly `length` ints (ReadFixedInts)."""
+    status, vector = fb.read_vector(_find(m, key, layer))
+    if status != fb.OK:
+        _flex_error(status, "not a vector of integers", key, layer)
+    if length is not None and vector.length != length:
+        fail("vector has the wrong length", key, layer)
+    values = []
+    for i in range(vector.length):
+        status, element = fb.vector_element(vector, i)
+        if status != fb.OK:
+            _flex_error(status, "not a vector of integers", key, layer)
+        if length is not None:
+            values.append(_to_int32(element, "not a vector of integers", key, layer))
+            continue
+        status, value = fb.read_int64(element)  # ReadArray<int32_t>: the vectors of any length
+        if status != fb.OK:
+            _flex_error(status, "not a vector of integers", key, layer)
+        if not INT32_MIN <= value <= INT32_MAX:
+            fail("vector element out of range", key, layer)
+        values.append(value)
+    return values
+
+
+def _read_layer(d, i: int, is_last: bool, input_shape: tuple, layers: list) -> Layer:
+    """ParseLayer: the keys of one layer record."""
+    op = _read_int(d, "op", i)
+    if op not in KIND_NAMES:
+        fail("unknown layer op", "op", i)
+    num_sources = 2 if op in TWO_SOURCES else 1
+    sources = _read_ints(d, "inputs", i, num_sources)
+    out_shape = tuple(_read_ints(d, "out_shape", i, 3))
+    # Shapes of sources that are not an earlier layer are checked by plan_validation; a placeholder here.
+    in_shapes = [input_shape if s == STAGE_INPUT else layers[s].out_shape if 0 <= s < i else (0, 0, 0)
+                 for s in sources]
+    layer = Layer(op, sources, in_shapes, out_shape)
+    if not is_last:
+        layer.buffer_offset = _read_int(d, "buffer_offset", i)
+        layer.buffer_bytes = _read_int(d, "buffer_bytes", i)
+    layer.in_zp = _read_ints(d, "in_zp", i, num_sources)
+    layer.out_zp = _read_int(d, "out_zp", i)
+    if op == PAD:
+        layer.padding = tuple(_read_ints(d, "padding", i, 4))
+        layer.pad_value = _read_int(d, "pad_value", i)
+        return layer
+    layer.act = tuple(_read_ints(d, "act", i, 2))
+    if _has_geometry(op):
+        layer.kernel = tuple(_read_ints(d, "kernel", i, 2))
+        layer.stride = tuple(_read_ints(d, "stride", i, 2))
+        layer.padding = tuple(_read_ints(d, "padding", i, 4))
+    if op in (CONV, DEPTHWISE):
+        layer.dilation = tuple(_read_ints(d, "dilation", i, 2))
+        layer.filter = _read_int(d, "filter", i)
+        layer.bias = _read_int(d, "bias", i)
+        layer.multiplier = _read_ints(d, "multiplier", i)
+        layer.shift = _read_ints(d, "shift", i)
+        if len(layer.shift) != len(layer.multiplier):
+            fail("multiplier and shift have different lengths", "shift", i)
+    if op == DEPTHWISE:
+        layer.depth_multiplier = _read_int(d, "depth_multiplier", i)
+    if op in ADD_PARAMS:
+        layer.add_params = _read_ints(d, "add_params", i, ADD_PARAM_COUNT)
+    if op in MUL_PARAMS:
+        layer.mul_params = _read_ints(d, "mul_params", i, 2)
+    if op in WITH_CONSTANT:
+        layer.constant = _read_int(d, "constant", i)
+        layer.const_zp = _read_int(d, "const_zp", i)
+        layer.const_count = _read_int(d, "const_count", i)
+    return layer
+
+
+def _read_cache_keys(d, i: int, layer: Layer, cache_rows: int, cache_cols: int) -> None:
+    if cache_rows:
+        layer.row_cache_offset = _read_int(d, "row_cache_offset", i)
+        layer.row_cache_bytes = _read_int(d, "row_cache_bytes", i)
+    if cache_cols:
+        layer.col_cache_offset = _read_int(d, "col_cache_offset", i)
+        layer.col_cache_bytes = _read_int(d, "col_cache_bytes", i)
+
+
 def decode(data: bytes) -> StagePlan:
-    """Parse options into a StagePlan; ModelError on anything malformed."""
-    try:
-        root = flexbuffers.Loads(bytes(data))
-    except Exception:
-        raise ModelError("PATCH_STAGE options: not a FlexBuffer") from None
-    if not isinstance(root, dict):
-        raise ModelError("PATCH_STAGE options: root is not a map")
-    version = _get(root, "version", int, "root")
+    """Parse options into a StagePlan as the kernel's parser does (ParseOptions); ModelError on anything
+    malformed, worded as the kernel words it. Consistency (shapes, buffers, tensors) is plan_validation's."""
+    data = bytes(data)
+    status, ref = fb.get_root(data)
+    if status == fb.OK:
+        status, root = fb.read_map(ref)
+    if status != fb.OK:
+        fail("options are not a FlexBuffer map")
+    version = _read_int(root, "version")
     if version not in (FORMAT_VERSION, CACHED_FORMAT_VERSION):
-        raise ModelError(f"PATCH_STAGE options: format version {version}, this tool reads "
-                         f"{FORMAT_VERSION} and {CACHED_FORMAT_VERSION}")
-    flags = {}
-    for key in ("cache_rows", "cache_cols"):
-        value = _get(root, key, int, "root") if key in root and version >= CACHED_FORMAT_VERSION else 0
-        if value not in (0, 1):
-            raise ModelError(f"PATCH_STAGE options: root '{key}' is {value}, not 0 or 1")
-        flags[key] = bool(value)
-    input_shape = tuple(_get(root, "input_shape", list, "root"))
-    raw_layers = root.get("layers")
-    if not isinstance(raw_layers, list) or not raw_layers or not all(isinstance(x, dict) for x in raw_layers):
-        raise ModelError("PATCH_STAGE options: 'layers' is not a non-empty vector of maps")
+        fail("unsupported options format version", "version")
+    cache_rows = cache_cols = 0
+    if version >= CACHED_FORMAT_VERSION:
+        cache_rows = _read_optional_int(root, "cache_rows")
+        cache_cols = _read_optional_int(root, "cache_cols")
+    input_shape = tuple(_read_ints(root, "input_shape", length=3))
+    scratch_bytes = _read_int(root, "scratch_bytes")
+    workspace = _read_optional_int(root, "workspace_bytes")
+    grid_rows = _read_ints(root, "grid_rows")
+    grid_cols = _read_ints(root, "grid_cols")
+    status, vector = fb.read_vector(_find(root, "layers", -1))
+    if status != fb.OK or not vector.has_type_table:
+        fail("not a vector of maps", "layers")
+    if vector.length == 0:
+        fail("no layers", "layers")
+    if vector.length > MAX_LAYERS:
+        fail("too many layers", "layers")
     layers = []
-    for i, d in enumerate(raw_layers):
-        where = f"layer {i}"
-        op = _get(d, "op", int, where)
-        if op not in KNOWN_OPS:
-            raise ModelError(f"PATCH_STAGE options: {where} has unknown op {op}")
-        sources = _get(d, "inputs", list, where)
-        if len(sources) != (2 if op in TWO_SOURCES else 1) or any(s < STAGE_INPUT or s >= i for s in sources):
-            raise ModelError(f"PATCH_STAGE options: {where} has bad inputs {sources}")
-        in_shapes = [input_shape if s == STAGE_INPUT else layers[s].out_shape for s in sources]
-        layer = Layer(op, sources, in_shapes, tuple(_get(d, "out_shape", list, where)),
-                      in_zp=_get(d, "in_zp", list, where), out_zp=_get(d, "out_zp", int, where))
-        if i < len(raw_layers) - 1:
-            layer.buffer_offset = _get(d, "buffer_offset", int, where)
-            layer.buffer_bytes = _get(d, "buffer_bytes", int, where)
-            if flags["cache_rows"]:
-                layer.row_cache_offset = _get(d, "row_cache_offset", int, where)
-                layer.row_cache_bytes = _get(d, "row_cache_bytes", int, where)
-            if flags["cache_cols"]:
-                layer.col_cache_offset = _get(d, "col_cache_offset", int, where)
-                layer.col_cache_bytes = _get(d, "col_cache_bytes", int, where)
-        if op != PAD:
-            layer.act = tuple(_get(d, "act", list, where))
-        if _has_geometry(op):
-            layer.kernel = tuple(_get(d, "kernel", list, where))
-            layer.stride = tuple(_get(d, "stride", list, where))
-        if op in (CONV, DEPTHWISE):
-            layer.dilation = tuple(_get(d, "dilation", list, where))
-            layer.filter = _get(d, "filter", int, where)
-            layer.bias = _get(d, "bias", int, where)
-            layer.multiplier = _get(d, "multiplier", list, where)
-            layer.shift = _get(d, "shift", list, where)
-        if op == DEPTHWISE:
-            layer.depth_multiplier = _get(d, "depth_multiplier", int, where)
-        if _has_geometry(op) or op == PAD:
-            layer.padding = tuple(_get(d, "padding", list, where))
-        if op in ADD_PARAMS:
-            layer.add_params = _get(d, "add_params", list, where)
-        if op in (MUL, MUL_CONST):
-            layer.mul_params = _get(d, "mul_params", list, where)
-        if op in WITH_CONSTANT:
-            layer.constant = _get(d, "constant", int, where)
-            layer.const_zp = _get(d, "const_zp", int, where)
-            layer.const_count = _get(d, "const_count", int, where)
-        if op == PAD:
-            layer.pad_value = _get(d, "pad_value", int, where)
+    for i in range(vector.length):
+        status, element = fb.vector_element(vector, i)
+        if status == fb.OK:
+            status, m = fb.read_map(element)
+        if status != fb.OK:
+            fail("layer is not a map", "layers", i)
+        layer = _read_layer(m, i, i == vector.length - 1, input_shape, layers)
+        if i < vector.length - 1:
+            _read_cache_keys(m, i, layer, cache_rows, cache_cols)
         layers.append(layer)
-    workspace = _get(root, "workspace_bytes", int, "root") if "workspace_bytes" in root else 0
-    return StagePlan(layers, _get(root, "grid_rows", list, "root"), _get(root, "grid_cols", list, "root"),
-                     input_shape, _get(root, "scratch_bytes", int, "root"), workspace, **flags)
+    if cache_rows or cache_cols:  # HaloCacheMemoryBytes: the cache tables' size (host layout) is bounded
+        n, rows, cols = len(layers) - 1, max(len(grid_rows) - 1, 0), max(len(grid_cols) - 1, 0)
+        if 48 + n * (8 + rows * 8 + cols * 12) > MAX_HALO_TABLE_BYTES:
+            fail("too many cached tiles", "grid_rows")
+    plan = StagePlan(layers, grid_rows, grid_cols, input_shape, scratch_bytes, workspace)
+    plan.cache_rows, plan.cache_cols = cache_rows, cache_cols  # 0/1 checked by plan_validation, as in Prepare
+    return plan

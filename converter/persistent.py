@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 
 from .graph import Graph
 from .layers import CONV, DEPTHWISE
-from .options import CUSTOM_CODE, decode
+from .options import CUSTOM_CODE, decode, in_place_vectors
 from .schema import BuiltinOperator, Padding, TensorType
 from .arena import ARENA_ALIGNMENT, builtin_scratch_requests
 
@@ -163,19 +163,24 @@ def patch_stage_plan_memory_bytes(options: bytes, abi: dict = HOST64) -> int:
     """ComputePlanMemoryBytes (micro_ops/plan_parser.cc) for these options: the
     one place to change when the kernel's plan memory changes."""
     plan = decode(options)
+    in_place = in_place_vectors(options)  # read where stored: no plan memory
     used = 0
 
     def array(count: int, item: int) -> None:
         nonlocal used
         used = _align_up(used, PLAN_MEMORY_ALIGNMENT) + count * item
 
-    array(len(plan.grid_rows), 4)
-    array(len(plan.grid_cols), 4)
+    def int_vector(where: int, key: str, count: int) -> None:
+        if not in_place[(where, key)]:
+            array(count, 4)
+
+    int_vector(-1, "grid_rows", len(plan.grid_rows))
+    int_vector(-1, "grid_cols", len(plan.grid_cols))
     array(len(plan.layers), abi["PatchStageLayerPlan"][0])
-    for layer in plan.layers:
+    for i, layer in enumerate(plan.layers):
         if layer.op in (CONV, DEPTHWISE):  # ReadFilterKeys: multiplier, then shift
-            array(len(layer.multiplier), 4)
-            array(len(layer.shift), 4)
+            int_vector(i, "multiplier", len(layer.multiplier))
+            int_vector(i, "shift", len(layer.shift))
     if plan.cache_rows or plan.cache_cols:  # the HaloCache tables (micro_ops/halo_cache.cc)
         n, rows, cols = len(plan.layers) - 1, len(plan.grid_rows) - 1, len(plan.grid_cols) - 1
         tables = 0

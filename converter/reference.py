@@ -14,6 +14,7 @@ from . import halo_cache, quant
 from .errors import ModelError
 from .layers import ADD, ADD_CONST, AVG_POOL, CONV, DEPTHWISE, MAX_POOL, MUL, MUL_CONST, PAD, STAGE_INPUT, SUB_CONST
 from .options import StagePlan, decode
+from .plan_validation import TensorDesc, descs_from_arrays, validate_plan
 from .reference_arith import run_arith_layer
 from .regions import is_empty, patch_regions
 
@@ -231,4 +232,8 @@ def _col_cache(scratch, layer, rows, cols):
 
 
 def run_stage(options: bytes, inputs: list) -> np.ndarray:
-    return run_plan(decode(options), inputs)
+    """Parse, check (as the kernel's Init and Prepare do) and run a stage on numpy inputs."""
+    plan = decode(options)
+    output = TensorDesc("INT8", (1,) + tuple(plan.layers[-1].out_shape), False)
+    validate_plan(plan, descs_from_arrays(inputs), output)
+    return run_plan(plan, inputs)

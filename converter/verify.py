@@ -18,7 +18,9 @@ import numpy as np
 from . import model_io, oracle, reference
 from .errors import ModelError, VerifyError
 from .graph import build_graph
+from .model_file import ModelFile
 from .options import CUSTOM_CODE
+from .plan_validation import validated_plan
 from .rewrite import drop_unused_opcodes
 from .schema import BuiltinOperator
 
@@ -129,11 +131,16 @@ def _run_engine(engine, options: bytes, op_inputs: list, output_shape) -> np.nda
 def verify(original_bytes: bytes, patched_bytes: bytes, input_sets: list, engines=("python",)) -> VerifyReport:
     """engines: "python" (reference executor), "cpp" (the C++ engine), or a
     callable (options, op inputs, output shape) -> stage output."""
+    return verify_files(ModelFile.from_bytes(original_bytes, "original model"),
+                        ModelFile.from_bytes(patched_bytes, "patched model"), input_sets, engines)
+
+
+def verify_files(original, patched, input_sets: list, engines=("python",)) -> VerifyReport:
+    """verify() on models already read (ModelFile: bytes, object tree, graph)."""
     if not input_sets:
         raise ModelError("no inputs to verify on (give at least one)")
-    original_model = model_io.parse_model(original_bytes, "original model")
-    patched_model = model_io.parse_model(patched_bytes, "patched model")
-    g_orig, g_patched = build_graph(original_model), build_graph(patched_model)
+    original_bytes, patched_model = original.data, patched.model
+    g_orig, g_patched = original.graph, patched.graph
     stage_ops = patch_ops(g_patched)
     oracle.require_known_ops(g_orig, " (the original model must run in TFLM, the oracle)")
     by_name = {}
@@ -149,9 +156,10 @@ def verify(original_bytes: bytes, patched_bytes: bytes, input_sets: list, engine
 
     for op in stage_ops:
         _check_pair(g_orig, g_patched, original_tensor(op.outputs[0]), op.outputs[0])
-        if not op.custom_options or any(t < 0 or not g_patched.tensors[t].is_constant for t in op.inputs[1:]):
-            raise ModelError(f"the patched model's PATCH_STAGE at op {op.index} has no options, or inputs after "
-                             "the first that are not constants")
+        validated_plan(op, g_patched)  # what the kernel's Prepare would refuse is bad input, not a mismatch
+        if any(t < 0 or not g_patched.tensors[t].is_constant for t in op.inputs[1:]):
+            raise ModelError(f"the patched model's PATCH_STAGE at op {op.index} has inputs after the first that "
+                             "are not constants")
     stages = [(op, original_tensor(op.inputs[0]), original_tensor(op.outputs[0]),
                [g_patched.tensors[t].data for t in op.inputs[1:]]) for op in stage_ops]
     rest, rest_inputs = rest_model(patched_model)

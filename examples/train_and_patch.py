@@ -214,6 +214,7 @@ def run(args) -> dict:
     cfg, quick = config(args)
     data_dir = find_data_dir(args.data)
     from tflm_patch import training
+    from tflm_patch.converter.errors import NoGainError
     from tflm_patch.units import parse_size
     budget = parse_size(cfg["sram_budget"])
     out = args.out
@@ -267,7 +268,11 @@ def run(args) -> dict:
     front = training.pareto_plans(int8)
     if not front:
         raise Failure("no patch plan lowers this model's peak memory")
-    chosen = training.choose_plan(front, sram_budget=budget, max_mac_overhead=args.max_mac_overhead)
+    try:
+        chosen = training.choose_plan(front, sram_budget=budget, max_mac_overhead=args.max_mac_overhead)
+    except NoGainError as exc:  # the budget is already met, or no plan meets it: take the smallest arena
+        print(f"      {exc}; taking the smallest arena within the MAC limit instead", flush=True)
+        chosen = training.choose_plan(front, max_mac_overhead=args.max_mac_overhead)
     if chosen is None:
         raise Failure(f"every plan recomputes more than --max-mac-overhead {args.max_mac_overhead}")
     before = front[0].arena_before

@@ -19,14 +19,17 @@ limitations under the License.
 //
 // Every read is checked against the buffer size, so malformed, truncated or
 // random input yields an error status, never an out-of-bounds read. Values
-// are read byte by byte (little endian), so the buffer needs no alignment.
-// No allocation, no exceptions, no dependency besides <cstddef>/<cstdint>.
+// are read byte by byte (little endian), so the buffer needs no alignment;
+// FlexInPlace lets a caller read a whole vector where it is stored when its
+// width and alignment allow. No allocation, no exceptions, no dependency
+// besides <cstddef>/<cstdint>/<type_traits>.
 
 #ifndef TFLM_PATCH_MICRO_OPS_FLEXBUFFER_READER_H_
 #define TFLM_PATCH_MICRO_OPS_FLEXBUFFER_READER_H_
 
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 namespace tflm_patch {
 
@@ -115,6 +118,23 @@ FlexStatus FlexReadMap(const FlexRef& ref, FlexMap* map);
 
 // The value stored under `key` (a NUL-terminated string) in a map.
 FlexStatus FlexMapLookup(const FlexMap& map, const char* key, FlexRef* value);
+
+// The data of a typed integer vector, where it is stored, if its elements
+// can be read there as `width`-byte integers (signed: INT, else UINT) on
+// this host: exactly that width, data aligned to `alignment` in memory, and a
+// little-endian host (the FlexBuffer byte order). nullptr otherwise: the
+// caller then copies the elements (FlexVectorElement + FlexReadInt64).
+const void* FlexInPlaceData(const FlexVector& vector, bool is_signed,
+                            uint8_t width, size_t alignment);
+
+// The elements of `vector` as a T array, read in place; nullptr when they
+// cannot be (see FlexInPlaceData). FlexReadVector checked the bounds.
+template <typename T>
+const T* FlexInPlace(const FlexVector& vector) {
+  static_assert(std::is_integral<T>::value, "integer vectors only");
+  return static_cast<const T*>(FlexInPlaceData(
+      vector, std::is_signed<T>::value, sizeof(T), alignof(T)));
+}
 
 }  // namespace tflm_patch
 

@@ -119,8 +119,10 @@ struct LayerPlan {
 
 struct HaloCache;  // halo_cache.h
 
-// The parsed options. Everything lives in the caller's plan memory; nothing
-// points into the options buffer.
+// The parsed options, in the caller's plan memory, except the arrays
+// (grid_rows, grid_cols, output_multiplier, output_shift) that the options
+// store as aligned int32: those point into the options buffer (in TFLM the
+// model flatbuffer, in flash), which must outlive the plan.
 struct StagePlan {
   int32_t num_layers;
   const LayerPlan* layers;

@@ -15,6 +15,7 @@ limitations under the License.
 
 #include "plan_parser.h"
 
+#include <limits>
 #include <new>
 
 #include "flexbuffer_reader.h"
@@ -152,23 +153,42 @@ Status ReadFixedInts(const FlexMap& map, const char* key, int32_t layer,
   return OkStatus();
 }
 
-// A vector of any length, copied into plan memory (nothing is copied when
-// the memory only counts; the values are checked either way).
-Status CopyInts(const FlexMap& map, const char* key, int32_t layer,
-                PlanMemory* memory, const int32_t** values, int32_t* count) {
+// A vector of any length of T: read where the options store it when they
+// hold it as aligned T (the converter always writes them so,
+// docs/patch_stage_format.md), else copied into plan memory (options from
+// an older converter, or not aligned in memory). Both ParseOptions passes
+// take the same branch, so the counted plan memory is exact. Nothing is
+// copied when the memory only counts; the values are checked either way.
+template <typename T>
+Status ReadArray(const FlexMap& map, const char* key, int32_t layer,
+                 PlanMemory* memory, const T** values, int32_t* count) {
   FlexVector vector;
   TFLM_PATCH_RETURN_IF_ERROR(OpenIntVector(map, key, layer, &vector));
   if (vector.length > static_cast<size_t>(INT32_MAX)) {
     return ErrorStatus("vector too long", key, layer);
   }
-  int32_t* copy = memory->AllocateArray<int32_t>(vector.length);
+  *count = static_cast<int32_t>(vector.length);
+  const T* in_place = FlexInPlace<T>(vector);
+  if (in_place != nullptr) {
+    *values = in_place;
+    return OkStatus();
+  }
+  T* copy = memory->AllocateArray<T>(vector.length);
   for (size_t i = 0; i < vector.length; ++i) {
-    int32_t value = 0;
-    TFLM_PATCH_RETURN_IF_ERROR(ReadIntElement(vector, i, key, layer, &value));
-    if (copy != nullptr) copy[i] = value;
+    FlexRef element;
+    int64_t value = 0;
+    FlexStatus status = FlexVectorElement(vector, i, &element);
+    if (status == FlexStatus::kOk) status = FlexReadInt64(element, &value);
+    if (status != FlexStatus::kOk) {
+      return FlexError(status, "not a vector of integers", key, layer);
+    }
+    if (value < static_cast<int64_t>(std::numeric_limits<T>::min()) ||
+        value > static_cast<int64_t>(std::numeric_limits<T>::max())) {
+      return ErrorStatus("vector element out of range", key, layer);
+    }
+    if (copy != nullptr) copy[i] = static_cast<T>(value);
   }
   *values = copy;
-  *count = static_cast<int32_t>(vector.length);
   return OkStatus();
 }
 
@@ -231,11 +251,11 @@ Status ReadFilterKeys(const FlexMap& map, int32_t index, PlanMemory* memory,
       ReadInt(map, "filter", index, &layer->filter_input));
   TFLM_PATCH_RETURN_IF_ERROR(ReadInt(map, "bias", index, &layer->bias_input));
   int32_t num_shifts = 0;
-  TFLM_PATCH_RETURN_IF_ERROR(CopyInts(map, "multiplier", index, memory,
+  TFLM_PATCH_RETURN_IF_ERROR(ReadArray(map, "multiplier", index, memory,
                                       &layer->output_multiplier,
                                       &layer->num_channel_params));
   TFLM_PATCH_RETURN_IF_ERROR(
-      CopyInts(map, "shift", index, memory, &layer->output_shift, &num_shifts));
+      ReadArray(map, "shift", index, memory, &layer->output_shift, &num_shifts));
   if (num_shifts != layer->num_channel_params) {
     return ErrorStatus("multiplier and shift have different lengths", "shift",
                        index);
@@ -391,9 +411,9 @@ Status ParseOptions(const uint8_t* options, size_t options_bytes,
   plan.workspace_bytes = 0;
   TFLM_PATCH_RETURN_IF_ERROR(
       ReadOptionalInt(root_map, "workspace_bytes", -1, &plan.workspace_bytes));
-  TFLM_PATCH_RETURN_IF_ERROR(CopyInts(root_map, "grid_rows", -1, memory,
+  TFLM_PATCH_RETURN_IF_ERROR(ReadArray(root_map, "grid_rows", -1, memory,
                                       &plan.grid_rows, &plan.num_grid_rows));
-  TFLM_PATCH_RETURN_IF_ERROR(CopyInts(root_map, "grid_cols", -1, memory,
+  TFLM_PATCH_RETURN_IF_ERROR(ReadArray(root_map, "grid_cols", -1, memory,
                                       &plan.grid_cols, &plan.num_grid_cols));
   TFLM_PATCH_RETURN_IF_ERROR(ParseLayers(root_map, memory, &plan));
   bool halo_too_large = false;

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tflm_patch import tflm_host
-from tflm_patch.converter import analysis, model_io, oracle, planner, rewrite
+from tflm_patch.converter import analysis, model_io, oracle, pipeline, planner
 from tflm_patch.converter.graph import build_graph
 
 from .conftest import MODELS_DIR
@@ -122,7 +122,7 @@ def _user_sketch(tmp_path, model="pooling_pad", name="PatchedClassifier"):
     graph = build_graph(model_io.load_model(path))
     plan = planner.make_plan(graph, max_mac_overhead=1.3)
     patched = tmp_path / "patched.tflite"
-    patched.write_bytes(model_io.serialize_model(rewrite.rewrite_model(model_io.load_model(path), plan, "test")))
+    patched.write_bytes(pipeline.write_patched(model_io.load_model(path), plan).data)
     x = np.random.default_rng(3).integers(-128, 128, graph.tensors[graph.inputs[0]].shape, dtype=np.int8)
     np.save(tmp_path / "input.npy", x)
     out = tmp_path / name

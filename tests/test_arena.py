@@ -1,8 +1,5 @@
 """The arena prediction replays TFLM's planner: checked against the TFLM wheel's own report."""
-import numpy as np
-import pytest
 from hypothesis import assume, given, settings
-from hypothesis import strategies as st
 
 from tflm_patch.converter import arena, model_io, oracle, verify
 from tflm_patch.converter.graph import build_graph

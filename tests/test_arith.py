@@ -287,3 +287,22 @@ def test_arith_stage_in_real_tflm_equals_the_stock_op(tmp_path, kernels, case):
     for _ in range(3):
         x = rng.integers(-128, 128, graph.tensors[graph.inputs[0]].shape, dtype=np.int8)
         assert tflm_host.run_model(runner, str(ours), x).outputs == tflm_host.run_model(runner, str(stock), x).outputs
+
+
+def test_the_python_mirror_of_prepare_gives_the_kernels_verdicts(const_stage):
+    """converter/plan_validation refuses the same malformed arith plans with the engine's words."""
+    from .test_plan_validation import engine_verdicts, python_verdict
+    doc, inputs = const_stage
+    cases = {}
+    for name, (layer, change, _) in ARITH_REJECTIONS.items():
+        d = copy.deepcopy(doc)
+        if isinstance(change, str):
+            d["layers"][layer].pop(change)
+        else:
+            d["layers"][layer].update(change)
+        cases[name] = encode(d)
+    engine = engine_verdicts(list(cases.values()), inputs, (1, 6, 6, 4))
+    for (name, options), expected in zip(cases.items(), engine):
+        assert expected is not None, f"{name}: the engine accepts it"
+        assert python_verdict(options, inputs, (1, 6, 6, 4)) == expected, name
+    assert python_verdict(encode(doc), inputs, (1, 6, 6, 4)) is None

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tflm_patch import native
-from tflm_patch.converter import model_io, planner, reference, rewrite, verify
+from tflm_patch.converter import model_io, pipeline, planner, reference, verify
 from tflm_patch.converter.errors import NoGainError
 from tflm_patch.converter.graph import build_graph
 from tflm_patch.converter.layers import ADD, CONV, DEPTHWISE
@@ -83,7 +83,7 @@ def patched(path, **kw):
     model = model_io.load_model(path)
     graph = build_graph(model)
     plan = planner.make_plan(graph, **kw)
-    return graph, plan, model_io.serialize_model(rewrite.rewrite_model(model, plan, "test"))
+    return graph, plan, pipeline.write_patched(model, plan).data
 
 
 @pytest.mark.parametrize("root", BACKENDS)
@@ -183,7 +183,7 @@ def test_a_plan_for_cmsis_nn_reserves_the_workspace_the_kernel_uses(name):
     graph = build_graph(model)
     for kernels in ("cmsis_nn", "reference"):
         plan = planner.make_plan(graph, patches=(3, 2), require_gain=False, kernels=kernels)
-        g = build_graph(model_io.parse_model(model_io.serialize_model(rewrite.rewrite_model(model, plan, "t"))))
+        g = pipeline.write_patched(model, plan).graph
         op = verify.patch_ops(g)[0]
         inputs = stage_inputs(g, op)
         got = native.run_stage(op.custom_options, inputs, g.tensors[op.outputs[0]].shape, cmsis_nn=DOUBLE)

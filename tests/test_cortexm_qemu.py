@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tflm_patch import cortexm, tflm_host
-from tflm_patch.converter import model_io, planner, rewrite
+from tflm_patch.converter import model_io, pipeline, planner
 from tflm_patch.converter.graph import build_graph
 
 from .conftest import MODELS_DIR
@@ -40,7 +40,7 @@ def _patched(path, tmp_path, kernels=tflm_host.REFERENCE):
     graph = build_graph(model)
     plan = planner.make_plan(graph, max_mac_overhead=1.3, kernels=kernels)
     out = tmp_path / "patched.tflite"
-    out.write_bytes(model_io.serialize_model(rewrite.rewrite_model(model, plan, "test")))
+    out.write_bytes(pipeline.write_patched(model, plan).data)
     return graph, str(out)
 
 

@@ -19,13 +19,13 @@ import numpy as np
 import pytest
 
 from tflm_patch import native
-from tflm_patch.converter import model_io, planner, reference, rewrite, verify
+from tflm_patch.converter import model_io, pipeline, planner, reference, verify
 from tflm_patch.converter.errors import NoGainError
 from tflm_patch.converter.graph import build_graph
 
 from .cached_plans import axis_spans, computed_pixels, encode_document, v1_document, with_caches
 from .conftest import MODELS_DIR
-from .test_engine_unit import ROUNDINGS, Stage, encode, even, grids_for
+from .test_engine_unit import ROUNDINGS, Stage, encode, grids_for
 
 DOUBLE = os.path.join(os.path.dirname(__file__), "cmsis_nn_double")
 MODES = [pytest.param((True, False), id="rows"), pytest.param((False, True), id="cols"),
@@ -300,7 +300,7 @@ def model_plans(path, kernels="reference"):
             plan = planner.make_plan(graph, kernels=kernels, **kw)
         except NoGainError:
             continue
-        g = build_graph(model_io.parse_model(model_io.serialize_model(rewrite.rewrite_model(model, plan, "t"))))
+        g = pipeline.write_patched(model, plan).graph
         for op in verify.patch_ops(g):
             x = rng.integers(-128, 128, g.tensors[op.inputs[0]].shape, dtype=np.int8)
             yield bytes(op.custom_options), [x] + [g.tensors[t].data for t in op.inputs[1:]], \
@@ -326,7 +326,7 @@ def test_cached_models_equal_tflm(name):
     model = model_io.load_model(path)
     graph = build_graph(model)
     plan = planner.make_plan(graph, patches=(3, 3), require_gain=False)
-    patched_bytes = model_io.serialize_model(rewrite.rewrite_model(model, plan, "t"))
+    patched_bytes = pipeline.write_patched(model, plan).data
     engines = [lambda o, i, s, m=m, e=e: native.run_stage(with_caches(o, *m), i, s, cmsis_nn=e)
                for m in ((True, True), (True, False)) for e in (None, DOUBLE)]
     report = verify.verify(data, patched_bytes, verify.random_inputs(graph, 2, seed=4), engines=engines)

@@ -619,6 +619,7 @@ REJECTIONS = {
     "vector where an int belongs": (set_layer(0, filter=[1]), "not an integer ('filter')"),
     "int where a vector belongs": (set_layer(0, stride=2), "not a vector of integers ('stride')"),
     "integer beyond int32": (set_layer(0, buffer_bytes=1 << 33), "does not fit int32"),
+    "vector element beyond int32": (set_layer(2, shift=[1 << 33, -8, -8, -8]), "vector element out of range ('shift')"),
     "padding not smaller than kernel": (set_layer(0, padding=[3, 0, 0, 0]), "padding"),
     "zero stride": (set_layer(1, stride=[0, 1]), "padding"),
     "depth multiplier mismatch": (set_layer(1, depth_multiplier=2), "depth_multiplier"),
@@ -683,6 +684,12 @@ def garbage_options(chain, count=120):
     cases = [valid[:n] for n in range(0, len(valid), max(1, len(valid) // 60))]
     cases += [valid[:-1], valid[1:], b"", b"\x00", b"\x01\x01", b"\xff" * 3]
     cases += [rng.integers(0, 256, size=int(rng.integers(1, 400)), dtype=np.uint8).tobytes() for _ in range(count)]
+    return cases + byte_flips(valid, rng, count)
+
+
+def byte_flips(valid: bytes, rng, count: int) -> list:
+    """`count` copies of `valid` with 1-3 random bytes replaced."""
+    cases = []
     for _ in range(count):
         flipped = bytearray(valid)
         for pos in rng.integers(0, len(valid), size=int(rng.integers(1, 4))):

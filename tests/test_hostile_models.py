@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tflm_patch import cli
-from tflm_patch.converter import model_io
+from tflm_patch.converter import model_io, pipeline
 from tflm_patch.converter.schema import schema
 
 from .conftest import MODELS_DIR
@@ -237,7 +237,7 @@ def test_verify_refuses_a_broken_patched_model(patched_pair, tmp_path, capsys, e
 
 def test_verify_feeds_the_model_input_to_ops_after_the_stage():
     """A tail op reading the model input itself: verify's tail model must get that input too."""
-    from tflm_patch.converter import planner, rewrite, verify
+    from tflm_patch.converter import planner, verify
     from tflm_patch.converter.graph import build_graph
 
     from .modelgen import ModelBuilder
@@ -250,6 +250,6 @@ def test_verify_feeds_the_model_input_to_ops_after_the_stage():
     model = model_io.parse_model(data)
     graph = build_graph(model)
     plan = planner.make_plan(graph, patches=(2, 2), split=1, require_gain=False)
-    patched = model_io.serialize_model(rewrite.rewrite_model(model, plan, "test"))
+    patched = pipeline.write_patched(model, plan).data
     report = verify.verify(data, patched, verify.random_inputs(graph, 2))
     assert report.identical, report.first_difference

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from tflm_patch.converter import analysis, arena, model_io, oracle, planner, regions, rewrite, verify
+from tflm_patch.converter import analysis, arena, model_io, oracle, pipeline, planner, verify
 from tflm_patch.converter.errors import NoGainError
 from tflm_patch.converter.graph import build_graph
 
@@ -49,7 +49,7 @@ def test_default_plan_lowers_the_peak_and_is_bit_identical(model):
     assert plan.mac_overhead <= 1.3
     if plan.total_before is not None:  # never worse in what the firmware sizes either
         assert plan.total_after < plan.total_before
-    patched = model_io.serialize_model(rewrite.rewrite_model(m, plan, "test"))
+    patched = pipeline.write_patched(m, plan).data
     assert analysis.analyze(build_graph(model_io.parse_model(patched))).arena.head_bytes == plan.arena_after
     report = verify.verify(data, patched, verify.random_inputs(graph, 2, seed=3), engines=("python", "cpp"))
     assert report.identical, report.first_difference
@@ -66,7 +66,7 @@ def test_uneven_grids_over_the_whole_stage_are_bit_identical(model, grid):
     rows, cols = min(grid[0], h), min(grid[1], w)
     plan = planner.make_plan(graph, patches=(rows, cols), split=deepest.split, require_gain=False)
     assert plan.grid == (rows, cols)
-    patched = model_io.serialize_model(rewrite.rewrite_model(m, plan, "test"))
+    patched = pipeline.write_patched(m, plan).data
     report = verify.verify(data, patched, verify.random_inputs(graph, 1, seed=5), engines=("python", "cpp"))
     assert report.identical, report.first_difference
 
@@ -99,7 +99,7 @@ def test_signatures_and_metadata_survive_the_rewrite(tmp_path):
     m = model_io.load_model(src)
     assert m.signatureDefs, "the Keras model carries a serving signature"
     plan = planner.make_plan(build_graph(m))
-    new = model_io.parse_model(model_io.serialize_model(rewrite.rewrite_model(m, plan, "test")))
+    new = pipeline.write_patched(m, plan).model
 
     def names(model):
         sg = model.subgraphs[0]
@@ -137,7 +137,7 @@ def test_engine_under_address_and_ub_sanitizers_on_real_models(name):
     src = os.path.join(MODELS_DIR, f"{name}.tflite")
     m = model_io.load_model(src)
     plan = planner.make_plan(build_graph(m), patches=(3, 2))
-    new = build_graph(model_io.parse_model(model_io.serialize_model(rewrite.rewrite_model(m, plan, "t"))))
+    new = pipeline.write_patched(m, plan).graph
     for op in verify.patch_ops(new):
         x = np.random.default_rng(1).integers(-128, 128, new.tensors[op.inputs[0]].shape, dtype=np.int8)
         inputs = [x] + [new.tensors[t].data for t in op.inputs[1:]]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
-from tflm_patch.converter import analysis, arena, model_io, offline_plan, oracle, persistent, planner, rewrite, verify
+from tflm_patch.converter import analysis, arena, model_io, offline_plan, oracle, persistent, pipeline, planner, verify
 from tflm_patch.converter.graph import build_graph
 
 from .conftest import MODELS_DIR, run_cli
@@ -54,7 +54,7 @@ def test_offline_plan_of_patched_models_is_never_worse(path):
         plan = planner.make_plan(graph, max_mac_overhead=1.3)
     except Exception:
         pytest.skip("no patch plan")
-    patched = build_graph(model_io.parse_model(model_io.serialize_model(rewrite.rewrite_model(model, plan, "t"))))
+    patched = pipeline.write_patched(model, plan).graph
     _check(patched, arena.scratch_requests(patched, analysis.patch_stage_scratch(patched)))
 
 

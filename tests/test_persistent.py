@@ -5,7 +5,7 @@ import os
 import pytest
 from hypothesis import given, settings
 
-from tflm_patch.converter import analysis, arena, model_io, oracle, persistent, planner, rewrite, verify
+from tflm_patch.converter import analysis, arena, model_io, oracle, persistent, pipeline, planner, verify
 from tflm_patch.converter.graph import build_graph
 
 from .conftest import MODELS_DIR
@@ -45,10 +45,10 @@ def test_total_equals_the_wheel_on_random_models(spec):
 # (--max-mac-overhead 1.05, README tables). The Cortex-M4 reference build was measured stock only for
 # today's plans (None: not measured).
 HOST_MEASURED = {
-    "residual_add": (49_408, 27_632, 48_548, None),
-    "mobilenetv2_035_96": (210_000, 116_528, 204_708, None),
-    "mobilenetv2_035_144": (382_800, 160_848, 377_508, None),
-    "pooling_pad": (21_568, 13_904, None, None),
+    "residual_add": (49_408, 26_864, 48_548, None),
+    "mobilenetv2_035_96": (210_000, 113_440, 204_708, None),
+    "mobilenetv2_035_144": (382_800, 157_696, 377_508, None),
+    "pooling_pad": (21_568, 13_728, None, None),
 }
 
 
@@ -57,7 +57,7 @@ def test_total_equals_real_tflm_builds_stock_and_patched(name):
     model = model_io.load_model(os.path.join(MODELS_DIR, f"{name}.tflite"))
     graph = build_graph(model)
     plan = planner.make_plan(graph, max_mac_overhead=1.05)
-    patched = build_graph(model_io.parse_model(model_io.serialize_model(rewrite.rewrite_model(model, plan, "t"))))
+    patched = pipeline.write_patched(model, plan).graph
     got = []
     for abi in ("host64", "cortex_m"):
         for g in (graph, patched):
@@ -73,10 +73,10 @@ def test_total_equals_real_tflm_builds_stock_and_patched(name):
 # arena_used_bytes() measured on the Cortex-M4 (QEMU mps2-an386) with TFLM's CMSIS-NN kernels (DSP code
 # paths), stock and patched with plans made for that build (--kernels cmsis_nn), README table.
 CMSIS_NN_M4_MEASURED = {
-    "residual_add": (48_596, 26_868),
-    "mobilenetv2_035_96": (204_756, 112_068),
-    "mobilenetv2_035_144": (377_556, 156_596),
-    "pooling_pad": (20_948, 13_092),
+    "residual_add": (48_596, 26_100),
+    "mobilenetv2_035_96": (204_756, 108_980),
+    "mobilenetv2_035_144": (377_556, 153_428),
+    "pooling_pad": (20_948, 12_916),
 }
 
 
@@ -85,7 +85,7 @@ def test_total_equals_the_cortex_m4_cmsis_nn_build(name):
     model = model_io.load_model(os.path.join(MODELS_DIR, f"{name}.tflite"))
     graph = build_graph(model)
     plan = planner.make_plan(graph, max_mac_overhead=1.05, kernels="cmsis_nn")
-    patched = build_graph(model_io.parse_model(model_io.serialize_model(rewrite.rewrite_model(model, plan, "t"))))
+    patched = pipeline.write_patched(model, plan).graph
     got = tuple(persistent.predict_arena_used(g, abi="cortex_m", kernels="cmsis_nn").total_bytes
                 for g in (graph, patched))
     assert got == CMSIS_NN_M4_MEASURED[name]
@@ -104,14 +104,15 @@ def test_cmsis_nn_requests_scratch_where_its_kernels_do():
 
 
 def test_patch_stage_plan_memory_mirrors_the_kernel():
-    # ComputePlanMemoryBytes: grid vectors, LayerPlans, per-conv multiplier+shift, StagePlan, 8-aligned.
+    # ComputePlanMemoryBytes: LayerPlans, StagePlan (and the halo tables), 8-aligned; the grid and the
+    # per-conv multiplier and shift vectors are read in place (aligned int32 in the options): O(layers).
     model = model_io.load_model(os.path.join(MODELS_DIR, "residual_add.tflite"))
     plan = planner.make_plan(build_graph(model), patches=(2, 2))
     from tflm_patch.converter import options
     raw = options.encode(plan.stage_plan)
+    assert all(options.in_place_vectors(raw).values())
     layers = plan.stage_plan.layers
-    expected = 8 * ((4 * 3 + 7) // 8) * 2 + 176 * len(layers)
-    expected += sum(2 * 8 * ((4 * len(l.multiplier) + 7) // 8) for l in layers if l.op in (0, 1)) + 88
+    expected = 176 * len(layers) + 88
     if plan.stage_plan.cache_rows or plan.stage_plan.cache_cols:  # HaloCache + 4 tables, 2 tiles per axis
         n = len(layers) - 1
         expected += 48 + 8 * n + 2 * (8 * n * 2) + 8 * ((4 * n * 2 + 7) // 8)
@@ -122,7 +123,7 @@ def test_patch_stage_plan_memory_mirrors_the_kernel():
     import numpy as np
 
     from tflm_patch import native
-    g = build_graph(model_io.parse_model(model_io.serialize_model(rewrite.rewrite_model(model, plan, "t"))))
+    g = pipeline.write_patched(model, plan).graph
     op = verify.patch_ops(g)[0]
     x = np.zeros(g.tensors[op.inputs[0]].shape, np.int8)
     native.run_stage(op.custom_options, [x] + [g.tensors[t].data for t in op.inputs[1:]],
@@ -149,7 +150,7 @@ def test_cli_prints_the_total_before_and_after(tmp_path):
     assert "total 49,680 bytes (matches the prediction)" in out
     code, out, err = run_cli("convert", path, "-o", tmp_path / "p.tflite", "--verify-inputs", "0")
     assert code == 0, err
-    assert "arena_used_bytes() host             49,408          27,632" in out
+    assert "arena_used_bytes() host             49,408          26,864" in out
 
 
 def test_report_gives_the_total_before_and_after(tmp_path):
@@ -159,9 +160,9 @@ def test_report_gives_the_total_before_and_after(tmp_path):
     assert run_cli("convert", src, "-o", patched, "--verify-inputs", "0")[0] == 0
     code, out, err = run_cli("report", src, patched, "-o", tmp_path / "r")
     assert code == 0, err
-    assert "arena_used_bytes() 49,408 -> 27,632 bytes" in out
+    assert "arena_used_bytes() 49,408 -> 26,864 bytes" in out
     md = (tmp_path / "r" / "report.md").read_text()
-    assert "\ntotal: arena_used_bytes() | 49,408 | 27,632\n" in md and "\npersistent | 3,328 | 4,592\n" in md
+    assert "\ntotal: arena_used_bytes() | 49,408 | 26,864\n" in md and "\npersistent | 3,328 | 3,824\n" in md
 
 
 def _other_op_models():
@@ -254,3 +255,77 @@ def test_the_predicted_total_is_the_arena_size_to_give(name):
     assert total.total_bytes % 16 == 0
     assert oracle._call(_allocates, data, total.total_bytes)
     assert not oracle._call(_allocates, data, total.total_bytes - 16)
+
+
+def _narrow_options(plan) -> bytes:
+    """The options as converters before the in-place rule wrote them: every vector at its smallest width."""
+    from tflm_patch.converter import options
+    real = options._int32_array
+    try:  # grid boundaries and shifts fit one byte (multipliers need four): 1-byte vectors
+        options._int32_array = lambda values: [int(v) for v in values]
+        return options.encode(plan)
+    finally:
+        options._int32_array = real
+
+
+class _OptionsAt:
+    """Options bytes placed `shift` bytes past a 16-byte boundary, passed to the engine by address."""
+
+    def __init__(self, data: bytes, shift: int):
+        import ctypes
+        self._keep = ctypes.create_string_buffer(len(data) + 32)
+        address = (ctypes.addressof(self._keep) + 15) // 16 * 16 + shift
+        ctypes.memmove(address, data, len(data))
+        self._as_parameter_ = ctypes.cast(address, ctypes.c_char_p)
+        self._len = len(data)
+
+    def __len__(self):
+        return self._len
+
+
+def test_older_or_unaligned_options_still_run_and_copy_their_vectors():
+    # What a TFLM maintainer keeps: options written before the in-place rule (narrow vectors), or
+    # a model at an address that is not 4-aligned, run with the same outputs; the kernel copies
+    # what it cannot read in place into plan memory, and the converter predicts that memory.
+    import ctypes
+
+    import numpy as np
+
+    from tflm_patch import native
+    from tflm_patch.converter import options
+    model = model_io.load_model(os.path.join(MODELS_DIR, "residual_add.tflite"))
+    plan = planner.make_plan(build_graph(model), patches=(2, 2))
+    g = pipeline.write_patched(model, plan).graph
+    op = verify.patch_ops(g)[0]
+    x = np.random.default_rng(3).integers(-128, 128, g.tensors[op.inputs[0]].shape, dtype=np.int8)
+    inputs = [x] + [g.tensors[t].data for t in op.inputs[1:]]
+    shape = g.tensors[op.outputs[0]].shape
+    lib = native.engine_library()
+    lib.tflm_patch_last_plan_memory_bytes.restype = ctypes.c_size_t
+
+    aligned = options.encode(plan.stage_plan)
+    want = native.run_stage(aligned, inputs, shape)
+    in_place_bytes = lib.tflm_patch_last_plan_memory_bytes()
+    assert in_place_bytes == persistent.patch_stage_plan_memory_bytes(aligned)
+
+    narrow = _narrow_options(plan.stage_plan)
+    copied = [k for k, v in options.in_place_vectors(narrow).items() if not v]
+    assert {key for _, key in copied} == {"grid_rows", "grid_cols", "shift"}  # multipliers need 4 bytes
+    assert np.array_equal(native.run_stage(narrow, inputs, shape), want)
+    assert lib.tflm_patch_last_plan_memory_bytes() == persistent.patch_stage_plan_memory_bytes(narrow) > \
+        in_place_bytes
+
+    convs = [l for l in plan.stage_plan.layers if l.op in (0, 1)]
+    every_vector = sum(2 * 8 * ((4 * len(l.multiplier) + 7) // 8) for l in convs) + 2 * 8 * ((4 * 3 + 7) // 8)
+
+    def run_at(shift):  # the engine's C entry point, given the options' address
+        out = native._run_in_process(_OptionsAt(aligned, shift), native._prepare_inputs(inputs), tuple(shape),
+                                     False, None)
+        assert not isinstance(out, native.EngineError), out
+        return out
+
+    for shift in (1, 2):  # nothing can be read in place: everything is copied, same outputs
+        assert np.array_equal(run_at(shift), want)
+        assert lib.tflm_patch_last_plan_memory_bytes() == in_place_bytes + every_vector
+    assert np.array_equal(run_at(0), want)
+    assert lib.tflm_patch_last_plan_memory_bytes() == in_place_bytes

@@ -3,7 +3,7 @@ import numpy as np
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from tflm_patch.converter import model_io, planner, rewrite, verify
+from tflm_patch.converter import model_io, pipeline, planner, verify
 from tflm_patch.converter.graph import build_graph
 
 from .random_stages import build, stage_specs
@@ -20,7 +20,7 @@ def patched_pair(spec, grid_draw):
     rows = grid_draw(st.integers(1, min(4, out_h)))
     cols = grid_draw(st.integers(1, min(4, out_w)))
     plan = planner.make_plan(graph, patches=(rows, cols), split=len(graph.ops) - 1, require_gain=False)
-    patched = model_io.serialize_model(rewrite.rewrite_model(model, plan, "test"))
+    patched = pipeline.write_patched(model, plan).data
     return data, patched, graph, plan
 
 

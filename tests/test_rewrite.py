@@ -3,7 +3,7 @@ import json
 
 import numpy as np
 
-from tflm_patch.converter import analysis, model_io, planner, rewrite
+from tflm_patch.converter import analysis, model_io, pipeline, planner, rewrite
 from tflm_patch.converter.graph import build_graph
 from tflm_patch.converter.options import CUSTOM_CODE, decode
 from tflm_patch.converter.schema import schema
@@ -15,7 +15,7 @@ def _plan_and_rewrite(data, **kw):
     model = model_io.parse_model(data)
     graph = build_graph(model)
     plan = planner.make_plan(graph, **kw)
-    new_bytes = model_io.serialize_model(rewrite.rewrite_model(model, plan, "test"))
+    new_bytes = pipeline.write_patched(model, plan).data
     return model, graph, plan, new_bytes
 
 

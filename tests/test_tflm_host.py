@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tflm_patch import tflm_host
-from tflm_patch.converter import model_io, planner, rewrite
+from tflm_patch.converter import model_io, pipeline, planner
 from tflm_patch.converter.errors import NoGainError
 from tflm_patch.converter.graph import build_graph
 
@@ -39,7 +39,7 @@ def _patched(path, tmp_path, **kw):
     graph = build_graph(model)
     plan = planner.make_plan(graph, **kw)
     out = tmp_path / "patched.tflite"
-    out.write_bytes(model_io.serialize_model(rewrite.rewrite_model(model, plan, "test")))
+    out.write_bytes(pipeline.write_patched(model, plan).data)
     return graph, plan, str(out)
 
 

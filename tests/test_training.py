@@ -20,6 +20,7 @@ import pytest
 
 from tflm_patch import training
 from tflm_patch.converter import model_io, planner
+from tflm_patch.converter.errors import NoGainError
 from tflm_patch.converter.graph import build_graph
 from tflm_patch.converter.options import CUSTOM_CODE
 
@@ -215,6 +216,11 @@ def test_choose_and_apply_a_plan_from_the_front(small_model_bytes):
     assert cheap.arena_after <= budget
     assert cheap.macs_patched == min(p.macs_patched for p in front if p.arena_after <= budget)
     assert training.choose_plan(front, max_mac_overhead=0.5) is None
+    # convert's budget rules: a model that already fits is left alone; a budget nothing meets is refused
+    with pytest.raises(NoGainError, match="already fits"):
+        training.choose_plan(front, sram_budget=front[0].arena_before, max_mac_overhead=None)
+    with pytest.raises(NoGainError, match=f"smallest arena reachable is {front[0].arena_after:,} bytes"):
+        training.choose_plan(front, sram_budget=front[0].arena_after - 1, max_mac_overhead=None)
     patched = training.patch_tflite(small_model_bytes, cheap)        # verified against TFLM inside
     record = [op for op in _graph(patched).ops if op.name == CUSTOM_CODE]
     assert len(record) == len(cheap.plan.stages) >= 1

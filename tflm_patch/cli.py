@@ -15,10 +15,11 @@ import numpy as np
 from . import __version__
 from .converter import arena as arena_mod
 from .converter import analysis, cmsis_nn, export_c, model_io, offline_plan, oracle, pairing, persistent, planner
-from .converter import rewrite
+from .converter import pipeline
 from .converter import verify as verify_mod
 from .converter.errors import ModelError, NoGainError, TflmPatchError, VerifyError
 from .converter.graph import _NUMPY_DTYPE, build_graph
+from .converter.model_file import ModelFile
 from .units import SIZE_HELP, kib, parse_size
 
 
@@ -75,9 +76,8 @@ def _shape(s) -> str:
 
 
 def _load(path: str):
-    data = model_io.read_model_bytes(path)
-    model = model_io.parse_model(data, path)
-    return data, model, build_graph(model)
+    f = ModelFile.load(path)
+    return f.data, f.model, f.graph
 
 
 def _require_int8_model(graph, path: str) -> None:
@@ -271,20 +271,16 @@ def cmd_convert(args) -> int:
     _require_int8_model(graph, args.model)
     if args.plan_only:
         return _convert_plan_only(args, data, model, graph)
-    plan = planner.make_plan(graph, patches=args.patches, split=args.split, sram_budget=args.sram_budget,
-                             max_mac_overhead=args.max_mac_overhead, kernels=args.kernels)
-    new_model = rewrite.rewrite_model(model, plan, __version__)
-    new_bytes = model_io.serialize_model(new_model)
-    new_parsed = model_io.parse_model(new_bytes, "patched model")
-    after_graph = build_graph(new_parsed)
-    mapping = pairing.op_map(graph, after_graph, pairing.plan_record(new_parsed))
+    original = ModelFile(data, model, graph)
+    conv = pipeline.convert(original, tool_version=__version__, patches=args.patches, split=args.split,
+                            sram_budget=args.sram_budget, max_mac_overhead=args.max_mac_overhead,
+                            kernels=args.kernels)
+    plan, after_graph, new_bytes = conv.plan, conv.patched.graph, conv.patched.data
+    mapping = pairing.op_map(graph, after_graph, pairing.plan_record(conv.patched.model))
     totals = (_totals(graph, plan.arena_before, args.kernels), _totals(after_graph, plan.arena_after, args.kernels))
     _summary(plan, _peak(graph, None), _peak(graph, mapping, after_graph), totals)
-    if args.sram_budget is not None and plan.arena_after > args.sram_budget:
-        print(f"warning: no plan fits --sram-budget {args.sram_budget:,} bytes; this is the smallest "
-              f"({plan.arena_after:,} bytes)", file=sys.stderr)
     if args.verify_inputs > 0:
-        report = verify_mod.verify(data, new_bytes, verify_mod.random_inputs(graph, args.verify_inputs, seed=1))
+        report = conv.verify(verify_mod.random_inputs(graph, args.verify_inputs, seed=1))
         verify_mod.require_identical(report)
         print(f"Verified bit-identical against TFLM on {report.inputs} random input(s)")
     else:
@@ -323,13 +319,14 @@ def _input_sets(args, graph) -> list:
 
 
 def cmd_verify(args) -> int:
-    data, model, graph = _load(args.original)
-    patched = model_io.read_model_bytes(args.patched)
+    original = ModelFile.load(args.original)
+    model, graph = original.model, original.graph
+    patched = ModelFile.load(args.patched)
     if pairing.is_patched(model, graph):
         raise ModelError(f"{args.original} is itself a patched model (it has a PATCH_STAGE op): "
                          "give the original model first, then the patched one")
     engines = {"python": ("python",), "cpp": ("cpp",), "both": ("python", "cpp")}[args.engine]
-    report = verify_mod.verify(data, patched, _input_sets(args, graph), engines=engines)
+    report = verify_mod.verify_files(original, patched, _input_sets(args, graph), engines=engines)
     verify_mod.require_identical(report)
     print(f"OK: bit-identical on {report.inputs} input(s): stage output ({', '.join(engines)} vs TFLM) "
           "and model outputs (TFLM)")

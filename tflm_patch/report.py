@@ -9,12 +9,10 @@ below), so the curves end at `arena_used_bytes()`, the kTensorArenaSize to use.
 from __future__ import annotations
 
 import html
-import json
 import os
 from dataclasses import dataclass
 
 from .converter import analysis, model_io, pairing, persistent
-from .converter.errors import ModelError
 from .converter.graph import build_graph
 
 

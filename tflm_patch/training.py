@@ -35,10 +35,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .converter import model_io, oracle, planner, reference, rewrite
-from .converter import options as options_mod
+from .converter import model_io, oracle, pipeline, planner, reference
+from .converter.plan_validation import stage_plans
 from .converter import verify as verify_mod
-from .converter.errors import ModelError, TflmPatchError
+from .converter.errors import ModelError, NoGainError, TflmPatchError
+from .converter.model_file import ModelFile
 from .converter.graph import build_graph
 
 __all__ = [
@@ -259,11 +260,9 @@ def predict_patched(patched_bytes: bytes, images, engine: str = "python") -> np.
     tin, tout = _io(graph, "patched model")
     x = quantize_inputs(bytes(patched_bytes), images)
     if engine == "python":
-        plans = {}
+        plans = stage_plans(graph)  # parsed and checked once, as the kernel's Init and Prepare do
 
         def stage(op, value):
-            if op.index not in plans:
-                plans[op.index] = options_mod.decode(op.custom_options)
             return reference.run_plan(plans[op.index], [value] + [graph.tensors[t].data for t in op.inputs[1:]])
     elif engine == "cpp":
         from . import native
@@ -392,17 +391,26 @@ def pareto_plans(tflite_bytes: bytes, max_mac_overhead: float | None = None) -> 
 
 
 def choose_plan(plans: list, sram_budget: int | None = None, max_mac_overhead: float | None = 1.05):
-    """Pick a plan like ``tflm-patch convert``: within `max_mac_overhead`, the
-    cheapest (fewest MACs) that fits `sram_budget`, else the smallest arena.
-    None if `plans` is empty or none is within the overhead limit."""
+    """Pick a plan by ``tflm-patch convert``'s rules (planner.make_plan): within `max_mac_overhead`, the
+    cheapest (fewest MACs) that fits `sram_budget`, else the smallest arena. None if no plan is within the
+    overhead limit; like convert, NoGainError when the model already fits `sram_budget` unpatched or when
+    no plan fits it (the message names the smallest arena reachable)."""
     within = [p for p in plans if max_mac_overhead is None or p.mac_overhead <= max_mac_overhead]
     if not within:
         return None
-    if sram_budget is not None:
-        fitting = [p for p in within if p.arena_after <= sram_budget]
-        if fitting:
-            return min(fitting, key=lambda p: (p.macs_patched, p.arena_after))
-    return min(within, key=lambda p: (p.arena_after, p.macs_patched))
+    smallest = min(within, key=lambda p: (p.arena_after, p.macs_patched))
+    if sram_budget is None:
+        return smallest
+    before = smallest.arena_before
+    if before <= sram_budget:
+        raise NoGainError(f"the model already fits --sram-budget {sram_budget:,} bytes "
+                          f"(planned arena {before:,} bytes): model left unchanged")
+    fitting = [p for p in within if p.arena_after <= sram_budget]
+    if not fitting:
+        raise NoGainError(f"no plan fits --sram-budget {sram_budget:,} bytes: the smallest arena reachable "
+                          f"is {smallest.arena_after:,} bytes (stage MACs x{smallest.mac_overhead:.2f}): "
+                          "model left unchanged")
+    return min(fitting, key=lambda p: (p.macs_patched, p.arena_after))
 
 
 def patch_tflite(tflite_bytes: bytes, plan: PlanChoice | None = None, *, sram_budget: int | None = None,
@@ -416,18 +424,17 @@ def patch_tflite(tflite_bytes: bytes, plan: PlanChoice | None = None, *, sram_bu
     it differs.
     """
     from . import __version__
-    data = bytes(tflite_bytes)
-    model = model_io.parse_model(data, "model")
-    graph = _int8_graph(data)
+    original = ModelFile.from_bytes(tflite_bytes, "model")
+    _int8_graph(original.data)
     if plan is not None:
-        p = plan.plan if plan.plan is not None else planner.make_plan(graph, max_mac_overhead=plan.max_mac_overhead)
+        conv = pipeline.convert(original, plan.plan, __version__, max_mac_overhead=plan.max_mac_overhead)
     else:
-        p = planner.make_plan(graph, sram_budget=sram_budget, max_mac_overhead=max_mac_overhead)
-    patched = model_io.serialize_model(rewrite.rewrite_model(model, p, __version__))
+        conv = pipeline.convert(original, None, __version__, sram_budget=sram_budget,
+                                max_mac_overhead=max_mac_overhead)
     if verify_inputs is None:
-        sets = verify_mod.random_inputs(graph, 1, seed=1)
+        sets = verify_mod.random_inputs(original.graph, 1, seed=1)
     else:
-        tin, _ = _io(graph, "model")
-        sets = [[x.reshape(tin.shape)] for x in quantize_inputs(data, verify_inputs)]
-    verify_mod.require_identical(verify_mod.verify(data, patched, sets))
-    return patched
+        tin, _ = _io(original.graph, "model")
+        sets = [[x.reshape(tin.shape)] for x in quantize_inputs(original.data, verify_inputs)]
+    verify_mod.require_identical(conv.verify(sets))
+    return conv.patched.data

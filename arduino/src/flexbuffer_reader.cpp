@@ -230,6 +230,28 @@ FlexStatus FlexVectorElement(const FlexVector& vector, size_t index,
   return FlexStatus::kOk;
 }
 
+const void* FlexInPlaceData(const FlexVector& vector, bool is_signed,
+                            uint8_t width, size_t alignment) {
+#if defined(__BYTE_ORDER__) && defined(__ORDER_LITTLE_ENDIAN__) && \
+    __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  const uint8_t wanted = is_signed ? kFlexInt : kFlexUInt;
+  if (vector.buffer == nullptr || vector.has_type_table ||
+      vector.element_type != wanted || vector.byte_width != width ||
+      alignment == 0) {
+    return nullptr;
+  }
+  const uint8_t* data = vector.buffer + vector.data_offset;
+  if (reinterpret_cast<uintptr_t>(data) % alignment != 0) return nullptr;
+  return data;
+#else
+  (void)vector;
+  (void)is_signed;
+  (void)width;
+  (void)alignment;
+  return nullptr;  // not known to be little endian: callers copy
+#endif
+}
+
 FlexStatus FlexReadMap(const FlexRef& ref, FlexMap* map) {
   if (ref.type != kFlexMap) return FlexStatus::kWrongType;
   FlexVector values;

@@ -29,7 +29,7 @@ if ROOT not in sys.path:
 import numpy as np  # noqa: E402
 
 from tests.random_stages import build, uneven_cuts, wide_stage_spec  # noqa: E402
-from tflm_patch.converter import arena, model_io, planner, rewrite, stage_cost, verify  # noqa: E402
+from tflm_patch.converter import arena, model_io, pipeline, planner, stage_cost, verify  # noqa: E402
 from tflm_patch.converter.errors import TflmPatchError  # noqa: E402
 from tflm_patch.converter.graph import build_graph  # noqa: E402
 from tflm_patch.converter.stage import select_stage  # noqa: E402
@@ -59,7 +59,7 @@ def run_case(i: int, seed: int, inputs: int = 2) -> dict:
         opt = stage_cost.option(stage, input_shape, rows, cols)
     sp = stage_cost.materialize(opt)
     plan = planner.Plan([sp], arena.plan_arena(graph).head_bytes, planner.predict(graph, [sp]).head_bytes)
-    patched = model_io.serialize_model(rewrite.rewrite_model(model, plan, "fuzz"))
+    patched = pipeline.write_patched(model, plan).data
     report = verify.verify(data, patched, verify.random_inputs(graph, inputs, seed=i % 1000), engines=ENGINES)
     return {"case": i, "outcome": "identical" if report.identical else "MISMATCH", "spec": spec,
             "grid": [rows, cols], "caching": sp.caching, "layers": len(stage.layers), "input": list(spec["input"]),
