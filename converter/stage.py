@@ -62,7 +62,8 @@ def stages_from(graph: Graph, start: int) -> tuple:
                 continue
             if t in producer_layer:
                 sources.append(producer_layer[t])
-            elif stage_input in (None, t):
+            elif (stage_input if external is None else external) in (None, t):
+                # one tensor from outside: the stage input (an op starting the stage may not read two)
                 sources.append(STAGE_INPUT)
                 external = t
             else:
