@@ -306,3 +306,16 @@ def test_the_python_mirror_of_prepare_gives_the_kernels_verdicts(const_stage):
         assert expected is not None, f"{name}: the engine accepts it"
         assert python_verdict(options, inputs, (1, 6, 6, 4)) == expected, name
     assert python_verdict(encode(doc), inputs, (1, 6, 6, 4)) is None
+
+
+def test_an_op_starting_a_stage_may_not_read_two_outside_tensors():
+    """ADD(conv(x), conv(x)) from op 2: both operands come from outside; no stage may start there."""
+    from tflm_patch.converter.stage import stages_from
+    mb = ModelBuilder(np.random.default_rng(9))
+    x = mb.activation((8, 8, 4), 0.05, 0)
+    y = mb.add(mb.conv(x, 4, 1), mb.conv(x, 4, 3))
+    mb.mean_tail(y)
+    graph = build_graph(model_io.parse_model(mb.finish([x.index], [len(mb.tensors) - 1])))
+    stages, reason = stages_from(graph, 2)
+    assert stages == [] and "op 2 (ADD) reads a second tensor from outside the stage" in reason
+    assert max(st.end for st in stages_from(graph, 0)[0]) == 3  # from op 0 the ADD joins the stage
