@@ -163,12 +163,13 @@ def improve(graph: Graph, scratch_requests: dict | None = None) -> tuple:
     return best_offsets, best_head
 
 
-def offsets_vector(graph: Graph, offsets: dict) -> list:
-    """The metadata's int32 words: version 1, subgraph 0, tensor count, offsets (-1 = online)."""
-    return [1, 0, len(graph.tensors)] + [int(offsets.get(t.index, -1)) for t in graph.tensors]
+def offsets_vector(graph, offsets: dict) -> list:
+    """The metadata's int32 words: version 1, subgraph 0, tensor count, offsets (-1 = online).
+    graph: anything whose .tensors lists the subgraph's tensors in order (a Graph, a SubGraphT)."""
+    return [1, 0, len(graph.tensors)] + [int(offsets.get(i, -1)) for i in range(len(graph.tensors))]
 
 
-def with_offline_plan(model, graph: Graph, offsets: dict):
+def with_offline_plan(model, graph, offsets: dict):
     """A copy of `model` (ModelT) whose OfflineMemoryAllocation metadata holds `offsets`
     (added, or replacing one already there); nothing else changes."""
     import copy

@@ -40,13 +40,26 @@ builds raise Unpredictable.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from .graph import Graph
 from .layers import CONV, DEPTHWISE
-from .options import CUSTOM_CODE, decode, in_place_vectors
+from .options import CUSTOM_CODE, in_place_vectors
+from .options import decode as _decode
 from .schema import BuiltinOperator, Padding, TensorType
 from .arena import ARENA_ALIGNMENT, builtin_scratch_requests
+
+
+def decode(options) -> object:
+    """options.decode, once per distinct options (the planner predicts many plans that share stages)."""
+    return _decoded(bytes(options))
+
+
+@functools.lru_cache(maxsize=256)
+def _decoded(options: bytes):
+    return _decode(options)
+
 
 # sizeof, alignof per struct. "PatchStage*" are ours (micro_ops/plan.h, halo_cache.h, patch_stage_common.cc).
 HOST64 = {

@@ -17,18 +17,16 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from . import arena, cmsis_nn, halo_cache, persistent, stage_cost
+from . import arena, cmsis_nn, offline_plan, persistent, stage_cost
 from .errors import NoGainError, PlanError
 from .graph import Graph, Op, index_graph
 from .options import CUSTOM_CODE, encode
-from .regions import even_boundaries
+from .schedules import CACHE_MODES, CALL_MACS, GRID_COUNTS  # noqa: F401 (the search's grids and modes)
+from .schedules import front as schedule_front
 from .schema import BuiltinOperator
 from .stage import Stage, all_stages, select_stage
 from .stage_cost import StagePatch
 
-# Grids tried per axis: every count up to 8, then coarser steps; a count never exceeds the axis size.
-GRID_COUNTS = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 24, 32)
-CACHE_MODES = ((False, False), (True, False), (True, True))
 SINGLES = 24           # single-stage plans whose exact arena is predicted besides the searched ones
 MAX_STAGES = 4
 
@@ -41,6 +39,9 @@ class Plan:
     total_before: int | None = None  # predicted arena_used_bytes() (64-bit host, reference kernels), if modelled
     total_after: int | None = None
     candidates: list = field(default_factory=list, repr=False)  # (arena, macs) of plans met in the search
+    # The OfflineMemoryAllocation plan the rewrite writes ({patched tensor index: offset}), when it
+    # beats TFLM's greedy placement of the patched model; arena_after is then its head.
+    offline_offsets: dict | None = field(default=None, repr=False)
 
     # The first stage, for single-stage callers.
     @property
@@ -74,12 +75,19 @@ def tensor_mapping(num_tensors: int, removed: set) -> dict:
     return {old: new for new, old in enumerate(kept)}
 
 
+def _encoded(sp: StagePatch) -> bytes:
+    """The stage's options, encoded once per StagePatch (the search predicts each trial twice)."""
+    if sp.__dict__.get("_encoded_plan") is not sp.stage_plan:
+        sp.__dict__["_encoded"], sp.__dict__["_encoded_plan"] = encode(sp.stage_plan), sp.stage_plan
+    return sp.__dict__["_encoded"]
+
+
 def patched_graph(graph: Graph, stages: list) -> tuple:
     """The graph as the rewrite leaves it, and its PATCH_STAGE scratch requests.
 
     stages: StagePatch (or (Stage, scratch_bytes)) in op order, not overlapping."""
     pairs = [(s.stage, s.stage_plan.scratch_bytes) if isinstance(s, StagePatch) else s for s in stages]
-    options_of = {s.stage.start: encode(s.stage_plan) for s in stages if isinstance(s, StagePatch)}
+    options_of = {s.stage.start: _encoded(s) for s in stages if isinstance(s, StagePatch)}
     removed = set().union(*(st.removed_tensors for st, _ in pairs)) if pairs else set()
     mapping = tensor_mapping(len(graph.tensors), removed)
     tensors = [dataclasses.replace(graph.tensors[old], index=new) for old, new in mapping.items()]
@@ -110,56 +118,20 @@ def predict(graph: Graph, stages: list) -> arena.ArenaPlan:
     return arena.plan_arena(g, scratch)
 
 
-def _counts(size: int) -> list:
-    return [n for n in GRID_COUNTS if n <= size] + ([size] if size > GRID_COUNTS[-1] else [])
-
-
-def schedules(graph: Graph, stage: Stage, patches: tuple | None = None) -> list:
-    """Every grid (rows and columns chosen independently) and caching mode for a stage, sized (Options)."""
-    h, w = stage.layers[-1].out_shape[:2]
-    input_shape = tuple(graph.tensors[stage.input_tensor].shape[1:])
-    if patches is not None:
-        if patches[0] > h or patches[1] > w:
-            return []
-        row_counts, col_counts = [patches[0]], [patches[1]]
-    else:
-        row_counts, col_counts = _counts(h), _counts(w)
-    row_tables = {r: halo_cache.axis_table(stage.layers, 0, even_boundaries(h, r)) for r in row_counts}
-    col_tables = {c: halo_cache.axis_table(stage.layers, 1, even_boundaries(w, c)) for c in col_counts}
-    axes = {}
-
-    def axis(kind, n, table, cached):
-        key = (kind, n, cached)
-        if key not in axes:
-            axes[key] = halo_cache.Axis(table, cached)
-        return axes[key]
-
-    out = []
-    for r in row_counts:
-        for c in col_counts:
-            if r * c == 1 and patches is None:
-                continue
-            rows, cols = even_boundaries(h, r), even_boundaries(w, c)
-            separable = halo_cache.is_separable(row_tables[r]) and halo_cache.is_separable(col_tables[c])
-            for cache_rows, cache_cols in CACHE_MODES:
-                if (cache_rows and r == 1) or (cache_cols and c == 1) or \
-                        ((cache_rows or cache_cols) and not separable):
-                    continue
-                geo = halo_cache.CacheGeometry(axis("r", r, row_tables[r], cache_rows),
-                                               axis("c", c, col_tables[c], cache_cols)) if separable else None
-                opt = stage_cost.option(stage, input_shape, rows, cols, cache_rows, cache_cols, geo)
-                if opt is not None:
-                    out.append(opt)
-    return out
+def schedules(graph: Graph, stage: Stage, patches: tuple | None = None, tables: dict | None = None,
+              kernels: str = cmsis_nn.REFERENCE) -> list:
+    """The stage's schedules that no other beats on both scratch and cost (schedules.front); for
+    CMSIS-NN kernels the cost counts the kernel calls too."""
+    return schedule_front(graph, stage, patches, tables, CALL_MACS if kernels == cmsis_nn.CMSIS_NN else 0)
 
 
 def _shortlist(options: list, limit: float | None) -> list:
     """The options worth an exact prediction: least scratch, each cheaper in MACs than the last."""
     if limit is not None:
-        options = [o for o in options if o.macs_patched <= limit * o.macs_original]
+        options = [o for o in options if o.cost <= limit * o.macs_original]
     front = []
-    for o in sorted(options, key=lambda o: (o.scratch_bytes, o.macs_patched)):
-        if not front or o.macs_patched < front[-1].macs_patched:
+    for o in sorted(options, key=lambda o: (o.scratch_bytes, o.cost)):
+        if not front or o.cost < front[-1].cost:
             front.append(o)
     return front
 
@@ -193,13 +165,14 @@ def search(graph: Graph, kernels: str, limit: float | None, patches=None, split=
             stages = [st for st in stages if st.end - st.start > 1 or st.layers[0].macs_per_output_pixel()]
     ceiling = before if bound else float("inf")
     edges = {}  # start -> [(end, cost, option)]
+    tables = {} if memo is None else memo.setdefault("tables", {})  # per-axis span tables, shared by stages
     for stage in stages:
         io = _live_bytes(base, stage.start + 1, stage.end, stage.removed_tensors)
         if io >= ceiling:
             continue
-        key = (stage.start, stage.end, patches)
+        key = (stage.start, stage.end, patches, kernels)
         if memo is None or key not in memo:
-            options = schedules(graph, stage, patches)
+            options = schedules(graph, stage, patches, tables, kernels)
             if memo is not None:
                 memo[key] = options
         else:
@@ -217,7 +190,7 @@ def search(graph: Graph, kernels: str, limit: float | None, patches=None, split=
     feasible = None
     while lo <= hi:  # the least bound with a plan within the MAC limit
         mid = (lo + hi) // 2
-        path = _cheapest_path(n, plain, edges, thresholds[mid])
+        path = _cheapest_path(n, plain, edges, thresholds[mid], max_stages)
         if path is not None:
             feasible, hi = mid, mid - 1
         else:
@@ -225,10 +198,10 @@ def search(graph: Graph, kernels: str, limit: float | None, patches=None, split=
     if feasible is None:
         return before, [], [], before
     for k in range(feasible, min(len(thresholds), feasible + 12)):
-        path = _cheapest_path(n, plain, edges, thresholds[k])
+        path = _cheapest_path(n, plain, edges, thresholds[k], max_stages)
         key = tuple((o.stage.start, o.stage.end, len(o.rows), len(o.cols), o.cache_rows, o.cache_cols)
                     for o in path or ())
-        if path is None or key in seen or len(path) > max_stages:
+        if path is None or key in seen:
             continue
         seen.add(key)
         trial = [stage_cost.materialize(o, kernels) for o in path]
@@ -247,39 +220,39 @@ def search(graph: Graph, kernels: str, limit: float | None, patches=None, split=
     return before, met, chosen, head
 
 
-def _cheapest_path(n: int, plain: list, edges: dict, bound: int):
-    """Options along the path 0 -> n whose every step costs at most `bound` and that has a stage,
-    least in MACs added, then in stages; None if there is none. (Every option is within the MAC
-    limit already, so the whole plan is.)"""
-    def weight_of(o):
-        return o.macs_patched - o.macs_original
+def _cheapest_path(n: int, plain: list, edges: dict, bound: int, max_stages: int = MAX_STAGES):
+    """Options along the path 0 -> n whose every step costs at most `bound` and that has one to
+    `max_stages` stages, least in MACs added, then in stages; None if there is none. (Every option
+    is within the MAC limit already, so the whole plan is.)"""
     inf = (float("inf"), 0)
-    # Two layers of labels: paths without a stage yet, and paths with one or more.
-    labels = {False: [inf] * (n + 1), True: [inf] * (n + 1)}
-    back = {False: [None] * (n + 1), True: [None] * (n + 1)}
-    labels[False][0] = (0.0, 0)
+    # labels[c][k]: the cheapest way to op k with c stages so far.
+    labels = [[inf] * (n + 1) for _ in range(max_stages + 1)]
+    back = [[None] * (n + 1) for _ in range(max_stages + 1)]
+    labels[0][0] = (0.0, 0)
     for k in range(n):
-        for staged in (False, True):
-            w = labels[staged][k]
+        for c in range(max_stages + 1):
+            w = labels[c][k]
             if w[0] == float("inf"):
                 continue
-            if plain[k] <= bound and w < labels[staged][k + 1]:
-                labels[staged][k + 1], back[staged][k + 1] = w, (k, None, staged)
+            if plain[k] <= bound and w < labels[c][k + 1]:
+                labels[c][k + 1], back[c][k + 1] = w, (k, None, c)
+            if c == max_stages:
+                continue
             for end, cost, opt in edges.get(k, ()):
                 if cost > bound:
                     continue
-                nw = (w[0] + weight_of(opt), w[1] + 1)
-                if nw < labels[True][end]:
-                    labels[True][end], back[True][end] = nw, (k, opt, staged)
-    final = labels[True][n]
-    if final[0] == float("inf"):
+                nw = (w[0] + opt.cost - opt.macs_original, w[1] + 1)
+                if nw < labels[c + 1][end]:
+                    labels[c + 1][end], back[c + 1][end] = nw, (k, opt, c)
+    c = min(range(1, max_stages + 1), key=lambda c: labels[c][n])
+    if labels[c][n][0] == float("inf"):
         return None
-    path, k, staged = [], n, True
+    path, k = [], n
     while k > 0:
-        prev, opt, prev_staged = back[staged][k]
+        prev, opt, prev_c = back[c][k]
         if opt is not None:
             path.append(opt)
-        k, staged = prev, prev_staged
+        k, c = prev, prev_c
     return path[::-1]
 
 
@@ -309,13 +282,22 @@ def make_plan(graph: Graph, patches: tuple | None = None, split: int | None = No
             raise NoGainError(f"every plan costs more than --max-mac-overhead {max_mac_overhead:.2f}: "
                               "model left unchanged")
         raise NoGainError(f"no patch plan lowers the peak memory ({before:,} bytes): model left unchanged")
+    offline_of = {}
+    if kernels == cmsis_nn.REFERENCE:
+        if patches is None and split is None:  # judge every plan by the arena TFLM will really plan
+            met, offline_of = _real_heads(graph, met)
+            after, chosen = min(met, key=lambda m: (m[0], sum(s.macs_patched for s in m[1])))
+        else:  # the grid or stage asked for, as before; its offline plan too where that is lower
+            improved, offline_of = _real_heads(graph, [m for m in met if m[1] is chosen])
+            met = [improved[0] if m[1] is chosen else m for m in met]
+            after = improved[0][0]
     total_before = predict_used(graph, [], before)
     if total_before is not None:  # judge by what the firmware sizes: arena_used_bytes(), persistent memory included
         scored = [(h, t, predict_used(graph, t, h)) for h, t in met]
+        used = {id(t): u for _, t, u in scored}
         met = [(h, t) for h, t, u in scored if u is None or u < total_before or not require_gain]
         if met:
-            after, chosen = min(met, key=lambda m: (predict_used(graph, m[1], m[0]) or m[0],
-                                                    sum(s.macs_patched for s in m[1])))
+            after, chosen = min(met, key=lambda m: (used[id(m[1])] or m[0], sum(s.macs_patched for s in m[1])))
         elif require_gain:
             raise NoGainError(f"patching lowers the planned arena but not arena_used_bytes() "
                               f"({total_before:,} bytes, persistent memory included): model left unchanged")
@@ -335,7 +317,28 @@ def make_plan(graph: Graph, patches: tuple | None = None, split: int | None = No
                               f"is {after:,} bytes (stage MACs x{_overhead(chosen):.2f}): model left unchanged")
         after, chosen = min(fitting, key=lambda m: (sum(s.macs_patched for s in m[1]), m[0]))
     return Plan(list(chosen), before, after, total_before, predict_used(graph, chosen, after),
-                [(h, sum(s.macs_patched for s in t)) for h, t in met])
+                [(h, sum(s.macs_patched for s in t)) for h, t in met], offline_of.get(id(chosen)))
+
+
+def _real_heads(graph: Graph, met: list) -> tuple:
+    """The plans met, each with the head TFLM will really plan for it: greedy, or the offline plan
+    the rewrite writes where that is lower (offline_plan.improve, never worse). Returns the new
+    list and {id(stages): offsets} for the plans that get an offline plan. A plan whose largest
+    live set already exceeds the best head found keeps its greedy head (it cannot win).
+    Reference-kernel plans only: CMSIS-NN builds request other scratch buffers, which TFLM
+    places around offline buffers, so those plans keep TFLM's greedy placement."""
+    best, real, offline_of = float("inf"), [], {}
+    for head, stages in sorted(met, key=lambda m: m[0]):
+        g, scratch = patched_graph(graph, stages)
+        requests = arena.scratch_requests(g, scratch)
+        if offline_plan.lower_bound(arena.allocation_lifetimes(g, requests)) <= min(best, head - 1):
+            offsets, improved = offline_plan.improve(g, requests)
+            if offsets is not None and improved < head:
+                head = improved
+                offline_of[id(stages)] = offsets
+        best = min(best, head)
+        real.append((head, stages))
+    return real, offline_of
 
 
 PARETO_LIMITS = (1.0, 1.05, 1.1, 1.25, 1.5, 2.0)

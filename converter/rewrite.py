@@ -145,6 +145,9 @@ def rewrite_model(original, plan: Plan, tool_version: str):
     meta.buffer = len(model.buffers) - 1
     model.metadata = [m for m in (model.metadata or []) if _name(m) != PLAN_METADATA] + [meta]
 
+    if plan.offline_offsets:  # the planner found a placement better than TFLM's greedy one
+        from . import offline_plan
+        model = offline_plan.with_offline_plan(model, sg, plan.offline_offsets)
     _drop_unused_buffers(model)
     drop_unused_opcodes(model)
     model.buffers = [_aligned(b) for b in model.buffers]

@@ -1,6 +1,7 @@
 """Find the stages a model can patch: leading runs of ops with one way in and one way out."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from .errors import NoGainError, PlanError
@@ -45,8 +46,11 @@ def _assign_constant_slots(layers: list) -> list:
     return constants
 
 
-def stages_from(graph: Graph, start: int) -> tuple:
-    """Every valid stage that starts at op `start` (by end), and why the walk stopped where it did."""
+def stages_from(graph: Graph, start: int, lowered: dict | None = None) -> tuple:
+    """Every valid stage that starts at op `start` (by end), and why the walk stopped where it did.
+
+    lowered: a dict shared by walks over the same graph, op index -> (layers, internal tensors) or
+    Unsupported, so that each op is lowered once (stages copy their layers; the records are never changed)."""
     producer_layer = {}
     layers: list = []
     stage_input = None
@@ -62,8 +66,7 @@ def stages_from(graph: Graph, start: int) -> tuple:
                 continue
             if t in producer_layer:
                 sources.append(producer_layer[t])
-            elif (stage_input if external is None else external) in (None, t):
-                # one tensor from outside: the stage input (an op starting the stage may not read two)
+            elif stage_input in (None, t) and external in (None, t):  # one tensor in, also within the first op
                 sources.append(STAGE_INPUT)
                 external = t
             else:
@@ -72,11 +75,21 @@ def stages_from(graph: Graph, start: int) -> tuple:
         if external == "second":
             stop_reason = f"op {op.index} ({op.name}) reads a second tensor from outside the stage"
             break
-        try:
-            new_layers, internal = _lower(graph, op, sources, len(layers))
-        except Unsupported as exc:
-            stop_reason = f"op {op.index} ({op.name}): {exc}"
+        if lowered is None or op.index not in lowered:
+            try:
+                result = _lower(graph, op, sources, len(layers))
+            except Unsupported as exc:
+                result = exc
+            if lowered is not None:
+                lowered[op.index] = result
+        else:  # the records do not depend on their sources but for `inputs`
+            result = lowered[op.index]
+            if not isinstance(result, Unsupported):
+                result = _rebase(result, sources, len(layers))
+        if isinstance(result, Unsupported):
+            stop_reason = f"op {op.index} ({op.name}): {result}"
             break
+        new_layers, internal = result
         if external is not None:
             stage_input = external
         last = graph.ops[op.index + len(internal)]  # a lowered group ends with the op after its internal tensors
@@ -90,6 +103,15 @@ def stages_from(graph: Graph, start: int) -> tuple:
         if escaping == {last.outputs[0]}:
             stages.append(_make_stage(graph, layers, start, end, stage_input, last.outputs[0], producer_layer))
     return stages, stop_reason
+
+
+def _rebase(result: tuple, sources: list, first_layer: int) -> tuple:
+    """A memoized (layers, internal tensors) for this walk: the first layer reads `sources`, each
+    further layer of a group the one before it."""
+    new_layers, internal = result
+    rebased = [dataclasses.replace(new_layers[0], inputs=list(sources))]
+    rebased += [dataclasses.replace(layer, inputs=[first_layer + k]) for k, layer in enumerate(new_layers[1:])]
+    return rebased, internal
 
 
 def _lower(graph: Graph, op, sources: list, first_layer: int) -> tuple:
@@ -109,7 +131,8 @@ def candidate_stages(graph: Graph) -> tuple:
 
 def all_stages(graph: Graph) -> list:
     """Every valid stage, from any start, in (start, end) order; NoGainError when there is none."""
-    stages = [st for start in range(len(graph.ops)) for st in stages_from(graph, start)[0]]
+    lowered = {}
+    stages = [st for start in range(len(graph.ops)) for st in stages_from(graph, start, lowered)[0]]
     if not stages:
         raise NoGainError(f"nothing to patch: {stages_from(graph, 0)[1]}; no op of the model can start "
                           "a stage; model left unchanged")

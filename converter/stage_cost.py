@@ -73,10 +73,16 @@ class Option:
     cols: list
     cache_rows: bool
     cache_cols: bool
-    geo: object                # halo_cache.CacheGeometry, or None when not separable
+    geo: object                # halo_cache.CacheGeometry, a function making it (deferred), or None when not separable
     scratch_bytes: int         # the most bytes alive at once in the scratch area (without CMSIS-NN workspace)
     macs_original: int
     macs_patched: int
+    work: int | None = None    # MACs plus the kernel calls' cost in MACs (schedules.CALL_MACS), if counted
+
+    @property
+    def cost(self) -> int:
+        """What the search spends: the work where the calls are counted, else the MACs."""
+        return self.macs_patched if self.work is None else self.work
 
 
 def option(stage: Stage, input_shape: tuple, rows: list, cols: list, cache_rows: bool = False,
@@ -126,6 +132,8 @@ def _scratch_buffers(layers: list, largest: list, geo) -> tuple:
 def materialize(opt: Option, kernels: str = cmsis_nn.REFERENCE) -> StagePatch:
     """The option written out: layer buffer and cache offsets, CMSIS-NN workspace."""
     layers = copy.deepcopy(opt.stage.layers)
+    if callable(opt.geo):
+        opt.geo = opt.geo()
     largest, _ = _largest_regions(layers, opt.rows, opt.cols, opt.geo)
     buffers, caches = _scratch_buffers(layers, largest, opt.geo)
     scratch_bytes = arena.greedy_plan(buffers + [c[2] for c in caches]) if buffers else 0

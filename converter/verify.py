@@ -58,6 +58,10 @@ def rest_model(patched_model) -> tuple:
     inputs = [int(t) for t in sg.inputs if int(t) in read] + [int(o.outputs[0]) for o in stage_ops]
     sg.inputs = inputs
     model.signatureDefs = []
+    # The stage outputs become inputs, live from the start: an offline memory plan made for the
+    # patched model does not hold here (TFLM plans this model online).
+    model.metadata = [m for m in model.metadata or []
+                      if (m.name.decode() if isinstance(m.name, bytes) else m.name) != "OfflineMemoryAllocation"]
     drop_unused_opcodes(model)
     return model_io.serialize_model(model), inputs
 

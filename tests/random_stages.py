@@ -13,13 +13,13 @@ ACTS = [A.NONE, A.RELU, A.RELU6]
 
 
 @st.composite
-def stage_specs(draw):
+def stage_specs(draw, max_layers: int = 4):
     """A list of layer specs plus an input size: small, but every feature appears."""
     h = draw(st.integers(5, 19))
     w = draw(st.integers(5, 19))
     c = draw(st.integers(1, 4))
     layers = []
-    for _ in range(draw(st.integers(1, 4))):
+    for _ in range(draw(st.integers(1, max_layers))):
         kind = draw(st.sampled_from(["conv", "dw", "residual", "pad", "maxpool", "avgpool"]))
         spec = {"kind": kind, "act": draw(st.sampled_from(ACTS))}
         if kind in ("conv", "dw"):

@@ -290,6 +290,8 @@ def test_summary_peaks_are_separated_and_use_the_original_op_numbers(tmp_path, p
     lines = patched[1].splitlines()
     before = next(l for l in lines if l.startswith("peak before"))
     after = next(l for l in lines if l.startswith("peak after"))
+    # no line runs two peak descriptions together (each is on its own line)
+    assert not any(l.count("bytes in use") > 1 for l in lines), lines
     assert before.split(None, 2)[2] == "op 2 (DEPTHWISE_CONV_2D): 46,080 bytes in use"
     assert after.split(None, 2)[2].startswith("op 5 (CONV_2D): 23,040 bytes in use")
     # the report numbers ops the same way: its op 5 is that CONV_2D, at the patched model's peak

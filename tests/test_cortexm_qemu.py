@@ -87,6 +87,27 @@ def test_stock_and_patched_on_cortex_m4_equal_the_host_run(board, tmp_path, name
         assert run.total_insns > sum(run.invoke_insns)
 
 
+def test_default_cmsis_nn_plan_costs_at_most_5_percent_more_instructions(tmp_path):
+    """The default plan for CMSIS-NN kernels (--kernels cmsis_nn, --max-mac-overhead 1.05) keeps the
+    instructions of one Invoke() on the Cortex-M4 within 1.05x of the stock model's: the planner counts
+    each CMSIS-NN call's fixed cost, not only MACs (MobileNetV2-0.35 at 96x96)."""
+    env, why = cortexm.find_cortexm(tflm_host.CMSIS_NN)
+    if env is None:
+        pytest.skip(f"Cortex-M4/QEMU tests with cmsis_nn kernels skipped: {why}")
+    path = os.path.join(MODELS_DIR, "mobilenetv2_035_96.tflite")
+    model = model_io.load_model(path)
+    graph = build_graph(model)
+    plan = planner.make_plan(graph, max_mac_overhead=1.05, kernels=tflm_host.CMSIS_NN)
+    patched = tmp_path / "patched.tflite"
+    patched.write_bytes(pipeline.write_patched(model, plan).data)
+    x = np.random.default_rng(5).integers(-128, 128, graph.tensors[graph.inputs[0]].shape, dtype=np.int8)
+    stock = cortexm.run_model(env, path, x, invokes=1, timeout=TIMEOUT)
+    patched_run = cortexm.run_model(env, str(patched), x, invokes=1, timeout=TIMEOUT)
+    assert patched_run.outputs == stock.outputs
+    assert patched_run.arena_used_bytes < stock.arena_used_bytes / 1.5
+    assert patched_run.insns <= 1.05 * stock.insns, (patched_run.insns, stock.insns)
+
+
 EXAMPLE_FILES = ("patched_inference.cpp", "model_data.cpp", "model_data.h", "test_input.cpp", "test_input.h",
                  "model_settings.h")
 MISSING_EXAMPLE = [f for f in EXAMPLE_FILES if not (cortexm.ARDUINO_EXAMPLE / f).is_file()]

@@ -368,6 +368,7 @@ def test_cached_layers_compute_only_their_boxes(name):
     from tflm_patch.converter.regions import area, grid_tiles, patch_regions
     lib = native.engine_library(False, DOUBLE)
     lib.tflm_patch_cmsis_double_window_pixels.restype = ctypes.c_int64
+    fewer = 0
     for options, inputs, shape in model_plans(os.path.join(MODELS_DIR, f"{name}.tflite")):
         plan = options_mod.decode(options)
         windowed = [layer.op in (CONV, DEPTHWISE, MAX_POOL, AVG_POOL) for layer in plan.layers]
@@ -379,12 +380,16 @@ def test_cached_layers_compute_only_their_boxes(name):
         expected = {(0, 0): v1_pixels}
         for mode in ((1, 0), (0, 1), (1, 1)):
             expected[mode] = last + sum(p for p, w in zip(computed_pixels(ys, xs, *mode), windowed) if w)
-        assert expected[(1, 1)] < expected[(0, 0)]
+        # A stage with halos computes fewer pixels cached; one without (a single layer, as the offline
+        # memory plan can make the best choice) computes the same. At least one plan has halos.
+        assert expected[(1, 1)] <= expected[(0, 0)]
+        fewer += expected[(1, 1)] < expected[(0, 0)]
         for mode, pixels in expected.items():
             lib.tflm_patch_cmsis_double_reset()
             cached = with_caches(options, *map(bool, mode))  # (0, 0): version 2 without caches
             native.run_stage(cached, inputs, shape, cmsis_nn=DOUBLE)
             assert lib.tflm_patch_cmsis_double_window_pixels() == pixels, mode
+    assert fewer > 0
 
 
 def test_the_planners_cached_cmsis_nn_plans_reserve_the_workspace_the_kernel_uses():

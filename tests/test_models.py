@@ -144,3 +144,21 @@ def test_engine_under_address_and_ub_sanitizers_on_real_models(name):
         expected = reference.run_stage(op.custom_options, inputs)
         got = native.run_stage(op.custom_options, inputs, expected.shape, sanitize=True)
         assert got.tobytes() == expected.tobytes()
+
+
+def test_the_path_search_keeps_to_the_stage_cap():
+    """Five ops, each coverable by a one-op stage (cheapest) or the whole run by one stage (dearer):
+    with a cap of 4 stages the search must return the best plan of at most 4 stages, not a 5-stage one
+    (that the caller would drop, leaving "no plan" at a looser MAC limit)."""
+    from types import SimpleNamespace
+    n, plain = 5, [100] * 5
+    single = SimpleNamespace(cost=10, macs_original=10)   # adds no MACs
+    whole = SimpleNamespace(cost=60, macs_original=50)    # adds 10
+    pair = SimpleNamespace(cost=25, macs_original=20)     # adds 5
+    edges = {k: [(k + 1, 8, single)] for k in range(n)}
+    edges[0].append((5, 8, whole))
+    edges[3].append((5, 8, pair))
+    path = planner._cheapest_path(n, plain, edges, bound=8, max_stages=4)
+    assert path == [single, single, single, pair]
+    assert planner._cheapest_path(n, plain, edges, bound=8, max_stages=5) == [single] * 5
+    assert planner._cheapest_path(n, plain, edges, bound=8, max_stages=1) == [whole]

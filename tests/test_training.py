@@ -227,3 +227,14 @@ def test_choose_and_apply_a_plan_from_the_front(small_model_bytes):
     x = np.random.default_rng(5).integers(-128, 128, (3, 32, 32, 3), dtype=np.int8)
     assert np.array_equal(training.predict_patched(patched, x), training.predict_int8(small_model_bytes, x))
     assert cheap.cli_args() == ["--max-mac-overhead", f"{cheap.max_mac_overhead:g}"]
+
+
+@needs_tf
+def test_a_looser_mac_limit_never_gives_a_bigger_arena(quick_run):
+    """The trained model has four residual blocks: more stages than the planner allows fit at a loose
+    limit. (A planner whose path search ignored the stage cap once found no plan at 1.5 and said
+    "does not lower the peak" while 1.25 cut the arena 5x.)"""
+    out, _ = quick_run
+    graph = _graph((out / "model_int8.tflite").read_bytes())
+    arenas = [planner.make_plan(graph, max_mac_overhead=limit).arena_after for limit in (1.05, 1.25, 1.5, None)]
+    assert all(b <= a for a, b in zip(arenas, arenas[1:])), arenas
