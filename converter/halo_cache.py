@@ -10,7 +10,7 @@ column cache (columns shared with the tile to the left). The C++ kernel
 """
 from __future__ import annotations
 
-from .layers import ADD, PAD, STAGE_INPUT
+from .layers import PAD, POINTWISE, STAGE_INPUT
 
 
 def _input_interval(layer, axis: int, out: tuple, in_size: int):
@@ -18,7 +18,7 @@ def _input_interval(layer, axis: int, out: tuple, in_size: int):
     if out is None:
         return None
     o0, o1 = out
-    if layer.op == ADD:
+    if layer.op in POINTWISE:
         return out
     before = layer.padding[0 + axis]
     if layer.op == PAD:

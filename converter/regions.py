@@ -7,7 +7,7 @@ full-image coordinates.
 """
 from __future__ import annotations
 
-from .layers import ADD, PAD, POINTWISE_OPS, STAGE_INPUT
+from .layers import PAD, POINTWISE, STAGE_INPUT
 
 EMPTY = (0, 0, 0, 0)
 
@@ -33,7 +33,7 @@ def input_region(layer, out_region: tuple, in_shape: tuple) -> tuple:
     if is_empty(out_region):
         return EMPTY
     y0, y1, x0, x1 = out_region
-    if layer.op == ADD or layer.op in POINTWISE_OPS:
+    if layer.op in POINTWISE:
         return out_region
     top, left = layer.padding[0], layer.padding[1]
     if layer.op == PAD:

@@ -101,6 +101,10 @@ int main() {
   resolver.AddLeakyRelu();
   resolver.AddHardSwish();
   resolver.AddLogistic();
+  resolver.AddMul();
+  resolver.AddSub();
+  resolver.AddSpaceToBatchNd();
+  resolver.AddBatchToSpaceNd();
   if (resolver.AddCustom(tflm_patch::kPatchStageCustomName, tflm_patch::Register_PATCH_STAGE()) != kTfLiteOk) {
     return Fail(1, "cannot register PATCH_STAGE");
   }

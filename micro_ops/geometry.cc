@@ -46,15 +46,8 @@ Region LayerInputRegion(const LayerPlan& layer, const Region& out,
                         const ImageShape& in_shape) {
   if (IsEmpty(out)) return kEmptyRegion;
   Region in = kEmptyRegion;
+  if (IsPointwiseOp(layer.op)) return out;
   switch (layer.op) {
-    case LayerOp::kAdd:
-    case LayerOp::kRelu:
-    case LayerOp::kRelu6:
-    case LayerOp::kLeakyRelu:
-    case LayerOp::kHardSwish:
-    case LayerOp::kLogistic:
-    case LayerOp::kQuantize:
-      return out;
     case LayerOp::kPad:
       in.y0 = static_cast<int32_t>(Max64(0, int64_t{out.y0} - layer.pad_top));
       in.y1 = static_cast<int32_t>(

@@ -16,7 +16,8 @@ NAMES = [os.path.basename(m) for m in MODELS]
 
 def test_the_model_set_is_complete():
     expected = {"mobilenetv2_035_96", "mobilenetv2_035_144", "kernels_5x5_7x7", "stride2_odd", "stride2_even",
-                "dilation2", "valid_padding", "residual_add", "nonsquare", "pooling_pad", "depth_multiplier"}
+                "dilation2", "valid_padding", "residual_add", "nonsquare", "pooling_pad", "depth_multiplier",
+                "dilation_space_to_batch", "rescaling_normalization"}
     assert expected <= {n[:-len(".tflite")] for n in NAMES}
 
 

@@ -289,14 +289,17 @@ Status ParseLayer(const FlexMap& map, int32_t index, bool is_last,
   *layer = DefaultLayer();
   int32_t op = 0;
   TFLM_PATCH_RETURN_IF_ERROR(ReadInt(map, "op", index, &op));
-  const bool pointwise = op >= static_cast<int32_t>(LayerOp::kRelu) &&
-                         op <= static_cast<int32_t>(LayerOp::kQuantize);
-  if (!pointwise && (op < static_cast<int32_t>(LayerOp::kConv2D) ||
-                     op > static_cast<int32_t>(LayerOp::kAveragePool2D))) {
+  const bool base_op = op >= static_cast<int32_t>(LayerOp::kConv2D) &&
+                       op <= static_cast<int32_t>(LayerOp::kAveragePool2D);
+  const bool pointwise_op = op >= static_cast<int32_t>(LayerOp::kRelu) &&
+                            op <= static_cast<int32_t>(LayerOp::kQuantize);
+  const bool arith_op = op >= static_cast<int32_t>(LayerOp::kAddConst) &&
+                        op <= static_cast<int32_t>(LayerOp::kSubConst);
+  if (!base_op && !pointwise_op && !arith_op) {
     return ErrorStatus("unknown layer op", "op", index);
   }
   layer->op = static_cast<LayerOp>(op);
-  layer->num_sources = layer->op == LayerOp::kAdd ? 2 : 1;
+  layer->num_sources = HasTwoSources(layer->op) ? 2 : 1;
   TFLM_PATCH_RETURN_IF_ERROR(
       ReadFixedInts(map, "inputs", index, layer->num_sources, layer->sources));
   TFLM_PATCH_RETURN_IF_ERROR(
@@ -327,13 +330,27 @@ Status ParseLayer(const FlexMap& map, int32_t index, bool is_last,
     TFLM_PATCH_RETURN_IF_ERROR(
         ReadInt(map, "depth_multiplier", index, &layer->depth_multiplier));
   }
-  if (layer->op == LayerOp::kAdd) {
+  if (layer->op == LayerOp::kAdd || layer->op == LayerOp::kAddConst ||
+      layer->op == LayerOp::kSubConst) {
     int32_t p[kAddParamCount];
     TFLM_PATCH_RETURN_IF_ERROR(
         ReadFixedInts(map, "add_params", index, kAddParamCount, p));
     layer->add = AddParams{p[0], p[1], p[2], p[3], p[4], p[5], p[6]};
   }
-  if (IsPointwiseOp(layer->op)) return ReadPointwiseKeys(map, index, layer);
+  if (layer->op == LayerOp::kMul || layer->op == LayerOp::kMulConst) {
+    TFLM_PATCH_RETURN_IF_ERROR(ReadPair(map, "mul_params", index,
+                                        &layer->add.output_multiplier,
+                                        &layer->add.output_shift));
+  }
+  if (HasConstantOperand(layer->op)) {
+    TFLM_PATCH_RETURN_IF_ERROR(
+        ReadInt(map, "constant", index, &layer->filter_input));
+    TFLM_PATCH_RETURN_IF_ERROR(
+        ReadInt(map, "const_zp", index, &layer->input_zero_point[1]));
+    TFLM_PATCH_RETURN_IF_ERROR(
+        ReadInt(map, "const_count", index, &layer->num_channel_params));
+  }
+  if (IsActivationOp(layer->op)) return ReadPointwiseKeys(map, index, layer);
   return OkStatus();
 }
 

@@ -156,6 +156,10 @@ Outcome RunModel(const std::vector<uint8_t>& model_file, const std::vector<uint8
   resolver.AddLeakyRelu();
   resolver.AddHardSwish();
   resolver.AddLogistic();
+  resolver.AddMul();
+  resolver.AddSub();
+  resolver.AddSpaceToBatchNd();
+  resolver.AddBatchToSpaceNd();
   resolver.AddCustom("PATCH_STAGE", tflm_patch::Register_PATCH_STAGE());
 
   std::memset(g_arena, kArenaFill, kArenaSize);
