@@ -10,7 +10,7 @@ column cache (columns shared with the tile to the left). The C++ kernel
 """
 from __future__ import annotations
 
-from .layers import ADD, CONCAT, PAD, RESIZE_NEAREST, STAGE_INPUT
+from .layers import CONCAT, PAD, POINTWISE, RESIZE_NEAREST, STAGE_INPUT
 from .regions import resize_input_span
 
 
@@ -19,7 +19,7 @@ def _input_interval(layer, axis: int, out: tuple, in_size: int):
     if out is None:
         return None
     o0, o1 = out
-    if layer.op in (ADD, CONCAT):
+    if layer.op in POINTWISE or layer.op == CONCAT:
         return out
     if layer.op == RESIZE_NEAREST:
         return resize_input_span(layer, axis, o0, o1, in_size)

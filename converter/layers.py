@@ -18,15 +18,19 @@ from .schema import BuiltinOperator, Padding, TensorType
 CONV, DEPTHWISE, ADD, PAD, MAX_POOL, AVG_POOL = range(6)
 # Pointwise ops (layers_pointwise.py): one element in, one out, no halo.
 RELU, RELU6, LEAKY_RELU, HARD_SWISH, LOGISTIC, QUANTIZE = range(10, 16)
+ADD_CONST, MUL_CONST, MUL, SUB_CONST = 20, 21, 22, 23   # with a broadcast constant; MUL of two images
 CONCAT, RESIZE_NEAREST = 30, 31   # layout ops: they move bytes, no arithmetic
 KIND_NAMES = {CONV: "CONV_2D", DEPTHWISE: "DEPTHWISE_CONV_2D", ADD: "ADD", PAD: "PAD",
               MAX_POOL: "MAX_POOL_2D", AVG_POOL: "AVERAGE_POOL_2D", RELU: "RELU", RELU6: "RELU6",
               LEAKY_RELU: "LEAKY_RELU", HARD_SWISH: "HARD_SWISH", LOGISTIC: "LOGISTIC", QUANTIZE: "QUANTIZE",
+              ADD_CONST: "ADD", MUL_CONST: "MUL", MUL: "MUL", SUB_CONST: "SUB",
               CONCAT: "CONCATENATION", RESIZE_NEAREST: "RESIZE_NEAREST_NEIGHBOR"}
 POINTWISE_OPS = frozenset((RELU, RELU6, LEAKY_RELU, HARD_SWISH, LOGISTIC, QUANTIZE))
 ACT_PARAM_COUNT = {RELU: 2, RELU6: 0, LEAKY_RELU: 4, HARD_SWISH: 4, LOGISTIC: 3}  # QUANTIZE: by input type
 # Stage input element types (values as TfLiteType): int8, or float32/uint8 into a first-layer QUANTIZE.
 INPUT_FLOAT32, INPUT_UINT8, INPUT_INT8 = 1, 3, 9
+# Ops whose output pixel reads only the same pixel of each input: no halo.
+POINTWISE = (ADD, ADD_CONST, MUL_CONST, MUL, SUB_CONST) + tuple(sorted(POINTWISE_OPS))
 STAGE_INPUT = -1
 MAX_CONCAT_SOURCES = 10           # TFLM's concatenation.cc kMaxInputNum
 
@@ -52,6 +56,10 @@ class Layer:
     multiplier: list = field(default_factory=list)
     shift: list = field(default_factory=list)
     add_params: list = field(default_factory=list)
+    mul_params: list = field(default_factory=list)   # MUL, MUL_CONST: [output_multiplier, output_shift]
+    constant: int = -1                # ADD_CONST, MUL_CONST: index into PATCH_STAGE inputs
+    const_zp: int = 0                 # the constant's zero point
+    const_count: int = 0              # its value count: 1, or one per channel
     pad_value: int = 0
     align_corners: int = 0            # RESIZE_NEAREST_NEIGHBOR
     half_pixel_centers: int = 0
@@ -69,6 +77,7 @@ class Layer:
     op_index: int = -1
     filter_tensor: int = -1           # graph tensor indices
     bias_tensor: int = -1
+    constant_tensor: int = -1
 
     @property
     def name(self) -> str:
@@ -105,21 +114,22 @@ def same_or_valid_padding(padding: int, in_hw: tuple, kernel: tuple, stride: tup
     return tuple(out), (top, left, bottom, right)
 
 
-def image_shape(graph: Graph, t: int, what: str) -> tuple:
+def image_shape(graph: Graph, t: int, what: str, batch: int = 1) -> tuple:
     tensor = graph.tensors[t]
     if tensor.type != TensorType.INT8:
         raise Unsupported(f"{what} is {tensor.type_name}, not INT8")
-    if len(tensor.shape) != 4 or tensor.shape[0] != 1:
+    if len(tensor.shape) != 4 or tensor.shape[0] != batch:
         raise Unsupported(f"{what} has shape {list(tensor.shape)}, not [1, H, W, C]")
     if len(tensor.scales) != 1:
         raise Unsupported(f"{what} is not per-tensor quantized")
     return tuple(tensor.shape[1:])
 
 
-def _conv_like(graph: Graph, op: Op, kind: int, sources: list) -> Layer:
+def _conv_like(graph: Graph, op: Op, kind: int, sources: list, batch: int = 1) -> Layer:
+    """The layer of a CONV_2D / DEPTHWISE_CONV_2D; `batch` > 1 only for the inner conv of a lowered dilation."""
     o = op.options
-    in_shape = image_shape(graph, op.inputs[0], "input")
-    out_shape = image_shape(graph, op.outputs[0], "output")
+    in_shape = image_shape(graph, op.inputs[0], "input", batch)
+    out_shape = image_shape(graph, op.outputs[0], "output", batch)
     filt = graph.tensors[op.inputs[1]]
     if not filt.is_constant or filt.type != TensorType.INT8 or len(filt.shape) != 4:
         raise Unsupported("filter is not a constant int8 4-D tensor")
@@ -274,7 +284,16 @@ def lower_op(graph: Graph, op: Op, sources: list) -> Layer:
     if code == BuiltinOperator.DEPTHWISE_CONV_2D:
         return _conv_like(graph, op, DEPTHWISE, sources)
     if code == BuiltinOperator.ADD:
+        if any(t >= 0 and graph.tensors[t].is_constant for t in op.inputs[:2]):
+            from .layers_arith import lower_add_const
+            return lower_add_const(graph, op, sources)
         return _add(graph, op, sources)
+    if code == BuiltinOperator.MUL:
+        from .layers_arith import lower_mul
+        return lower_mul(graph, op, sources)
+    if code == BuiltinOperator.SUB:
+        from .layers_arith import lower_sub_const
+        return lower_sub_const(graph, op, sources)
     if code in (BuiltinOperator.PAD, BuiltinOperator.PADV2):
         return _pad(graph, op, sources)
     if code == BuiltinOperator.MAX_POOL_2D:

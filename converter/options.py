@@ -11,9 +11,14 @@ from flatbuffers import flexbuffers
 
 from . import flexbuffer_reader as fb
 from .errors import ModelError
-from .layers import (ACT_PARAM_COUNT, ADD, AVG_POOL, CONCAT, CONV, DEPTHWISE, INPUT_FLOAT32, INPUT_INT8,
-                     INPUT_UINT8, KIND_NAMES, MAX_CONCAT_SOURCES, MAX_POOL, PAD, POINTWISE_OPS, QUANTIZE, RELU6,
-                     RESIZE_NEAREST, STAGE_INPUT, Layer)
+from .layers import (ACT_PARAM_COUNT, ADD, ADD_CONST, AVG_POOL, CONCAT, CONV, DEPTHWISE, INPUT_FLOAT32,
+                     INPUT_INT8, INPUT_UINT8, KIND_NAMES, MAX_CONCAT_SOURCES, MAX_POOL, MUL, MUL_CONST, PAD,
+                     POINTWISE_OPS, QUANTIZE, RELU6, RESIZE_NEAREST, STAGE_INPUT, SUB_CONST, Layer)
+
+TWO_SOURCES = (ADD, MUL)
+WITH_CONSTANT = (ADD_CONST, MUL_CONST, SUB_CONST)
+ADD_PARAMS = (ADD, ADD_CONST, SUB_CONST)
+MUL_PARAMS = (MUL, MUL_CONST)
 
 FORMAT_VERSION = 1           # plans without cached halos
 CACHED_FORMAT_VERSION = 2    # plans with cache_rows or cache_cols
@@ -146,8 +151,14 @@ def encode(plan: StagePlan) -> bytes:
                         b.Int("depth_multiplier", int(layer.depth_multiplier))
                     if _has_geometry(layer.op) or layer.op == PAD:
                         vec("padding", layer.padding)
-                    if layer.op == ADD:
+                    if layer.op in ADD_PARAMS:
                         vec("add_params", layer.add_params)
+                    if layer.op in MUL_PARAMS:
+                        vec("mul_params", layer.mul_params)
+                    if layer.op in WITH_CONSTANT:
+                        b.Int("constant", int(layer.constant))
+                        b.Int("const_zp", int(layer.const_zp))
+                        b.Int("const_count", int(layer.const_count))
                     if layer.op == PAD:
                         b.Int("pad_value", int(layer.pad_value))
                     if layer.op == RESIZE_NEAREST:
@@ -267,7 +278,7 @@ def _read_layer(d, i: int, is_last: bool, input_shape: tuple, layers: list) -> L
     op = _read_int(d, "op", i)
     if op not in KIND_NAMES:
         fail("unknown layer op", "op", i)
-    num_sources = 2 if op == ADD else 1
+    num_sources = 2 if op in TWO_SOURCES else 1
     if op == CONCAT:  # ReadSources: 2 to kMaxLayerSources
         num_sources = _vector_length(d, "inputs", i)
         if not 2 <= num_sources <= MAX_CONCAT_SOURCES:
@@ -308,7 +319,7 @@ def _read_layer(d, i: int, is_last: bool, input_shape: tuple, layers: list) -> L
             fail("multiplier and shift have different lengths", "shift", i)
     if op == DEPTHWISE:
         layer.depth_multiplier = _read_int(d, "depth_multiplier", i)
-    if op == ADD:
+    if op in ADD_PARAMS:
         layer.add_params = _read_ints(d, "add_params", i, ADD_PARAM_COUNT)
     if op in POINTWISE_OPS:  # ReadPointwiseKeys
         if op == QUANTIZE:
@@ -317,6 +328,12 @@ def _read_layer(d, i: int, is_last: bool, input_shape: tuple, layers: list) -> L
                 fail("QUANTIZE input_type is neither float32 nor uint8", "input_type", i)
         if op != RELU6:
             layer.act_params = _read_ints(d, "act_params", i, act_param_count(layer))
+    if op in MUL_PARAMS:
+        layer.mul_params = _read_ints(d, "mul_params", i, 2)
+    if op in WITH_CONSTANT:
+        layer.constant = _read_int(d, "constant", i)
+        layer.const_zp = _read_int(d, "const_zp", i)
+        layer.const_count = _read_int(d, "const_count", i)
     return layer
 
 

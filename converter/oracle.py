@@ -64,10 +64,27 @@ _worker = None
 _worker_log = None
 
 
+M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
+
+
 def _init_worker(log_path: str) -> None:
     log = os.open(log_path, os.O_WRONLY | os.O_APPEND)
     os.dup2(log, 1)
     os.dup2(log, 2)
+    _fresh_arenas()
+
+
+def _fresh_arenas() -> None:
+    """Every interpreter arena (>= 1 MiB) from its own fresh, zero-filled mmap, as a firmware's static
+    arena is zero before its first AllocateTensors.
+
+    TFLM's SPACE_TO_BATCH_ND pads with a SpaceToBatchParams field its kernel never sets, read from
+    persistent arena memory: its output depends on what the arena held before. glibc's dynamic mmap
+    threshold would otherwise hand a later interpreter a recycled, dirty heap block (and the stock
+    model's output would depend on which models this process ran before). A fixed threshold keeps
+    large blocks on mmap. No-op where glibc's mallopt is missing."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).mallopt(M_MMAP_THRESHOLD, 256 * 1024)
 
 
 def _shutdown() -> None:

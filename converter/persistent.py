@@ -79,7 +79,8 @@ HOST64 = {
     "TfLiteLeakyReluParams": (4, 4),
     "TfLiteConcatenationParams": (8, 4), "TfLiteResizeNearestNeighborParams": (2, 1), "OpDataConcatenation": (40, 8),
     "PatchStageLayerPlan": (184, 8), "PatchStageStagePlan": (88, 8), "PatchStageRegion": (16, 4),
-    "PatchStageOpData": (64, 8), "PatchStageHaloCache": (48, 8),
+    "PatchStageOpData": (64, 8), "PatchStageHaloCache": (48, 8), "SpaceToBatchParams": (4, 4),
+    "TfLiteSubParams": (8, 4), "OpDataSub": (56, 4),
 }
 CORTEX_M = {
     "TfLiteEvalTensor": (12, 4), "TfLiteTensor": (32, 4), "TfLiteAffineQuantization": (12, 4),
@@ -98,7 +99,8 @@ CORTEX_M = {
     "TfLiteLeakyReluParams": (4, 4),
     "TfLiteConcatenationParams": (8, 4), "TfLiteResizeNearestNeighborParams": (2, 1), "OpDataConcatenation": (24, 4),
     "PatchStageLayerPlan": (168, 4), "PatchStageStagePlan": (56, 4), "PatchStageRegion": (16, 4),
-    "PatchStageOpData": (36, 4), "PatchStageHaloCache": (32, 4),
+    "PatchStageOpData": (36, 4), "PatchStageHaloCache": (32, 4), "SpaceToBatchParams": (4, 4),
+    "TfLiteSubParams": (2, 1), "OpDataSub": (56, 4),
 }
 # The tflite-micro wheel: TFLM built with USE_TFLM_COMPRESSION (SubgraphAllocations,
 # RecordingMicroAllocator, OpDataConv and OpDataFullyConnected grow), from a later commit whose
@@ -125,6 +127,7 @@ _BUILTIN_PARAMS = {
     B.SOFTMAX: "TfLiteSoftmaxParams", B.RESHAPE: "TfLiteReshapeParams", B.MUL: "TfLiteMulParams",
     B.PAD: None, B.PADV2: None, B.QUANTIZE: None, B.DEQUANTIZE: None, B.LOGISTIC: None,
     B.RELU: None, B.RELU6: None, B.HARD_SWISH: None, B.LEAKY_RELU: "TfLiteLeakyReluParams",
+    B.SPACE_TO_BATCH_ND: None, B.BATCH_TO_SPACE_ND: None, B.SUB: "TfLiteSubParams",
     B.CONCATENATION: "TfLiteConcatenationParams", B.RESIZE_NEAREST_NEIGHBOR: "TfLiteResizeNearestNeighborParams",
 }
 # The reference kernel's Init: AllocatePersistentBuffer(sizeof(OpData)); None = no Init (reshape).
@@ -135,6 +138,7 @@ _OP_DATA = {
     B.RESHAPE: None, B.MUL: "OpDataMul", B.PAD: "OpDataPad", B.PADV2: "OpDataPad",
     B.QUANTIZE: "OpDataQuantizeReference", B.DEQUANTIZE: "DequantizeOpData", B.LOGISTIC: "OpDataLogistic",
     B.RELU: "ReluOpData", B.RELU6: "Relu6OpData", B.LEAKY_RELU: "LeakyReluOpData", B.HARD_SWISH: "HardSwishParams",
+    B.SPACE_TO_BATCH_ND: "SpaceToBatchParams", B.BATCH_TO_SPACE_ND: None, B.SUB: "OpDataSub",
     B.CONCATENATION: "OpDataConcatenation", B.RESIZE_NEAREST_NEIGHBOR: None,
 }
 _OP_DATA_CMSIS_NN = {**_OP_DATA, **{

@@ -17,8 +17,9 @@ import numpy as np
 
 from .errors import ModelError
 from .halo_validation import tiles, validate_halo_cache
-from .layers import (ADD, AVG_POOL, CONCAT, CONV, DEPTHWISE, HARD_SWISH, INPUT_FLOAT32, INPUT_INT8, INPUT_UINT8,
-                     LEAKY_RELU, LOGISTIC, MAX_POOL, PAD, POINTWISE_OPS, QUANTIZE, RELU, RESIZE_NEAREST, STAGE_INPUT)
+from .layers import (ADD, ADD_CONST, AVG_POOL, CONCAT, CONV, DEPTHWISE, HARD_SWISH, INPUT_FLOAT32, INPUT_INT8,
+                     INPUT_UINT8, LEAKY_RELU, LOGISTIC, MAX_POOL, MUL, MUL_CONST, PAD, POINTWISE_OPS, QUANTIZE, RELU,
+                     RESIZE_NEAREST, STAGE_INPUT, SUB_CONST)
 from .layers_pointwise import bits_float
 from .layout_validation import validate_layout_layer
 from .options import CUSTOM_CODE, INT32_MAX, StagePlan, decode, fail
@@ -209,7 +210,11 @@ def _add_params(plan: StagePlan, layer, i: int) -> None:
     for s in layer.inputs:
         if _source_shape(plan, s) != tuple(layer.out_shape):
             fail("ADD inputs and output differ in shape", "out_shape", i)
-    left_shift, m1, s1, m2, s2, mo, so = layer.add_params
+    _add_param_ranges(layer.add_params, i)
+
+
+def _add_param_ranges(add_params: list, i: int) -> None:
+    left_shift, m1, s1, m2, s2, mo, so = add_params
     if not _in_range(left_shift, 0, MAX_ADD_LEFT_SHIFT):
         fail("left_shift outside [0, 22]", "add_params", i)
     for m, s in ((m1, s1), (m2, s2), (mo, so)):
@@ -256,6 +261,41 @@ def _stage_input_readers(plan: StagePlan) -> None:
     for i, layer in enumerate(plan.layers[1:], start=1):
         if STAGE_INPUT in layer.inputs:
             fail("only the QUANTIZE may read a non-int8 stage input", "inputs", i)
+def _constant_operand(layer, i: int, inputs: list) -> None:
+    """ValidateConstantOperand (micro_ops/arith_validation.cc)."""
+    if layer.const_count not in (1, layer.out_shape[2]):
+        fail("const_count is neither 1 nor the channel count", "const_count", i)
+    if not _int8(layer.const_zp):
+        fail("zero point outside int8", "const_zp", i)
+    if layer.constant < 1 or layer.constant >= len(inputs):
+        fail("index is not a constant input of the op", "constant", i)
+    t = inputs[layer.constant]
+    if len(t.dims) > MAX_TENSOR_DIMS:
+        fail("cannot read the input tensor", "constant", i)
+    if t.type != "INT8":
+        fail("wrong tensor type", "constant", i)
+    if not t.is_constant:
+        fail("tensor is not constant", "constant", i)
+    dims = tuple(t.dims)
+    if len(dims) > 4 or any(d != 1 for d in dims[:-1]) or int(np.prod(dims, dtype=np.int64)) != layer.const_count:
+        fail("constant is not a scalar or [C] of const_count values", "constant", i)
+    if t.zero_point is not None and t.zero_point != layer.const_zp:
+        fail("constant zero point differs from const_zp", "const_zp", i)
+
+
+def _arith(plan: StagePlan, layer, i: int, inputs: list) -> None:
+    """ValidateArithLayer (micro_ops/arith_validation.cc)."""
+    for s in layer.inputs:
+        if _source_shape(plan, s) != tuple(layer.out_shape):
+            fail("arithmetic inputs and output differ in shape", "out_shape", i)
+    if layer.op in (MUL, MUL_CONST):
+        multiplier, shift = layer.mul_params
+        if multiplier < 0 or not _in_range(shift, -31, 30):
+            fail("multiplier negative or shift outside [-31, 30]", "mul_params", i)
+    else:
+        _add_param_ranges(layer.add_params, i)
+    if layer.op in (ADD_CONST, MUL_CONST, SUB_CONST):
+        _constant_operand(layer, i, inputs)
 
 
 def _layer(plan: StagePlan, i: int, inputs: list) -> None:
@@ -281,6 +321,8 @@ def _layer(plan: StagePlan, i: int, inputs: list) -> None:
         _filter_and_bias(layer, i, in_shape, inputs)
     elif layer.op in POINTWISE_OPS:
         _pointwise(plan, layer, i, in_shape)
+    elif layer.op in (ADD_CONST, MUL_CONST, MUL, SUB_CONST):
+        _arith(plan, layer, i, inputs)
     else:
         fail("unknown layer op", "op", i)
 

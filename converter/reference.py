@@ -12,11 +12,12 @@ import numpy as np
 
 from . import halo_cache, pointwise, quant
 from .errors import ModelError
-from .layers import (ADD, AVG_POOL, CONCAT, CONV, DEPTHWISE, INPUT_FLOAT32, INPUT_UINT8, MAX_POOL, PAD,
-                     POINTWISE_OPS, RESIZE_NEAREST, STAGE_INPUT)
-from .nearest import source_index
+from .layers import (ADD, ADD_CONST, AVG_POOL, CONCAT, CONV, DEPTHWISE, INPUT_FLOAT32, INPUT_UINT8, MAX_POOL, MUL,
+                     MUL_CONST, PAD, POINTWISE_OPS, RESIZE_NEAREST, STAGE_INPUT, SUB_CONST)
 from .options import StagePlan, decode
 from .plan_validation import TensorDesc, descs_from_arrays, validate_plan
+from .nearest import source_index
+from .reference_arith import run_arith_layer
 from .regions import is_empty, patch_regions
 
 
@@ -151,6 +152,8 @@ def run_layer(layer, region, sources: list, constants: list) -> np.ndarray:
         oys, oxs = _out_coords(region)
         vals, _ = sources[0].taps(oys, oxs, layer.in_shapes[0])
         return pointwise.run(layer, vals)
+    if layer.op in (ADD_CONST, MUL_CONST, MUL, SUB_CONST):
+        return run_arith_layer(layer, region, sources, constants)
     raise ModelError(f"unknown layer op {layer.op}")
 
 

@@ -7,7 +7,7 @@ full-image coordinates.
 """
 from __future__ import annotations
 
-from .layers import ADD, CONCAT, PAD, POINTWISE_OPS, RESIZE_NEAREST, STAGE_INPUT
+from .layers import CONCAT, PAD, POINTWISE, RESIZE_NEAREST, STAGE_INPUT
 from .nearest import source_index
 
 EMPTY = (0, 0, 0, 0)
@@ -42,7 +42,7 @@ def input_region(layer, out_region: tuple, in_shape: tuple) -> tuple:
     if is_empty(out_region):
         return EMPTY
     y0, y1, x0, x1 = out_region
-    if layer.op in (ADD, CONCAT) or layer.op in POINTWISE_OPS:
+    if layer.op in POINTWISE or layer.op == CONCAT:
         return out_region
     if layer.op == RESIZE_NEAREST:
         return resize_input_span(layer, 0, y0, y1, in_shape[0]) + resize_input_span(layer, 1, x0, x1, in_shape[1])

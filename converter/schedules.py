@@ -74,7 +74,8 @@ def _spans(stage: Stage, axis: int, cuts: list, tables: dict | None) -> tuple:
     if key not in tables or tables[key][0] > stage.start:
         tables[key] = (stage.start, _Spans(stage.layers, axis, cuts))
     first, spans = tables[key]
-    return spans, stage.start - first
+    # the longer stage's extra leading layers (not stage.start - first: a lowered op group is 1 or 2 layers)
+    return spans, len(spans.largest) - len(stage.layers)
 
 
 class _AxisFigures:

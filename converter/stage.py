@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 from .errors import NoGainError, PlanError
 from .graph import Graph
-from .layers import QUANTIZE, STAGE_INPUT, Layer, Unsupported, lower_op
+from .layers import QUANTIZE, STAGE_INPUT, Unsupported, lower_op
+from .layers_dilated import lower_dilated
+from .schema import BuiltinOperator
 
 
 @dataclass
@@ -33,7 +35,8 @@ class Stage:
 def _assign_constant_slots(layers: list) -> list:
     constants = []
     for layer in layers:
-        for attr, tensor in (("filter", layer.filter_tensor), ("bias", layer.bias_tensor)):
+        for attr, tensor in (("filter", layer.filter_tensor), ("bias", layer.bias_tensor),
+                             ("constant", layer.constant_tensor)):
             if tensor < 0:
                 setattr(layer, attr, -1)
                 continue
@@ -46,15 +49,17 @@ def _assign_constant_slots(layers: list) -> list:
 def stages_from(graph: Graph, start: int, lowered: dict | None = None) -> tuple:
     """Every valid stage that starts at op `start` (by end), and why the walk stopped where it did.
 
-    lowered: a dict shared by walks over the same graph, op index -> Layer or Unsupported, so that
-    each op is lowered once (stages copy their layers; the records are never changed)."""
+    lowered: a dict shared by walks over the same graph, op index -> (layers, internal tensors) or
+    Unsupported, so that each op is lowered once (stages copy their layers; the records are never changed)."""
     producer_layer = {}
     layers: list = []
     stage_input = None
     stages = []
     stop_reason = "the whole graph is made of stage ops"
     graph_outputs = set(graph.outputs)
-    for op in graph.ops[start:]:
+    index = start
+    while index < len(graph.ops):
+        op = graph.ops[index]
         sources, external = [], None
         for t in op.inputs:
             if t < 0 or graph.tensors[t].is_constant:
@@ -72,32 +77,54 @@ def stages_from(graph: Graph, start: int, lowered: dict | None = None) -> tuple:
             break
         if lowered is None or op.index not in lowered:
             try:
-                result = lower_op(graph, op, sources)
+                result = _lower(graph, op, sources, len(layers))
             except Unsupported as exc:
                 result = exc
             if lowered is not None:
                 lowered[op.index] = result
-        else:  # the record does not depend on its sources but for `inputs`
+        else:  # the records do not depend on their sources but for `inputs`
             result = lowered[op.index]
             if not isinstance(result, Unsupported):
-                result = dataclasses.replace(result, inputs=list(sources))
+                result = _rebase(result, sources, len(layers))
         if isinstance(result, Unsupported):
             stop_reason = f"op {op.index} ({op.name}): {result}"
             break
-        layer: Layer = result
-        if layer.op == QUANTIZE and layers:
+        new_layers, internal = result
+        if layers and any(layer.op == QUANTIZE for layer in new_layers):
             stop_reason = f"op {op.index} (QUANTIZE): only a stage's first layer may quantize"
             break
         if external is not None:
             stage_input = external
-        producer_layer[op.outputs[0]] = len(layers)
-        layers.append(layer)
-        end = op.index + 1
+        last = graph.ops[op.index + len(internal)]  # a lowered group ends with the op after its internal tensors
+        layers.extend(new_layers)
+        for t in internal + [last.outputs[0]]:
+            producer_layer[t] = len(layers) - 1
+        end = last.index + 1
+        index = end
         escaping = {t for t in producer_layer
                     if t in graph_outputs or any(c >= end for c in graph.consumers.get(t, []))}
-        if escaping == {op.outputs[0]}:
-            stages.append(_make_stage(graph, layers, start, end, stage_input, op.outputs[0], producer_layer))
+        if escaping == {last.outputs[0]}:
+            stages.append(_make_stage(graph, layers, start, end, stage_input, last.outputs[0], producer_layer))
     return stages, stop_reason
+
+
+def _rebase(result: tuple, sources: list, first_layer: int) -> tuple:
+    """A memoized (layers, internal tensors) for this walk: the first layer reads `sources`, each
+    further layer of a group the one before it."""
+    new_layers, internal = result
+    rebased = [dataclasses.replace(new_layers[0], inputs=list(sources))]
+    rebased += [dataclasses.replace(layer, inputs=[first_layer + k]) for k, layer in enumerate(new_layers[1:])]
+    return rebased, internal
+
+
+def _lower(graph: Graph, op, sources: list, first_layer: int) -> tuple:
+    """The layers an op (or the op group it starts) lowers to, and the group's internal tensors.
+
+    A group of n ops has n - 1 internal tensors (each read only by the next op of the group).
+    """
+    if op.opcode == BuiltinOperator.SPACE_TO_BATCH_ND:
+        return lower_dilated(graph, op.index, sources, first_layer)
+    return [lower_op(graph, op, sources)], []
 
 
 def candidate_stages(graph: Graph) -> tuple:

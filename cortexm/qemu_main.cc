@@ -82,7 +82,7 @@ int main() {
   const tflite::Model* model = tflite::GetModel(g_model);
   if (model->version() != TFLITE_SCHEMA_VERSION) return Fail(1, "model schema version mismatch");
 
-  static tflite::MicroMutableOpResolver<24> resolver;
+  static tflite::MicroMutableOpResolver<32> resolver;
   resolver.AddConv2D();
   resolver.AddDepthwiseConv2D();
   resolver.AddAdd();
@@ -103,6 +103,10 @@ int main() {
   resolver.AddLeakyRelu();
   resolver.AddHardSwish();
   resolver.AddLogistic();
+  resolver.AddMul();
+  resolver.AddSub();
+  resolver.AddSpaceToBatchNd();
+  resolver.AddBatchToSpaceNd();
   if (resolver.AddCustom(tflm_patch::kPatchStageCustomName, tflm_patch::Register_PATCH_STAGE()) != kTfLiteOk) {
     return Fail(1, "cannot register PATCH_STAGE");
   }

@@ -297,6 +297,28 @@ arm_cmsis_nn_status RunAdd(const LayerPlan& layer, const InputView& input1,
   return ARM_CMSIS_NN_SUCCESS;
 }
 
+// MUL of two images, as TFLM's cmsis_nn mul.cc without broadcast:
+// arm_elementwise_mul_s8, one call over the region when both inputs and the
+// output are dense there, else per row.
+arm_cmsis_nn_status RunMul(const LayerPlan& layer, const InputView& input1,
+                           const InputView& input2, const Region& region,
+                           const OutputView& output) {
+  const bool dense = IsDense(input1, region) && IsDense(input2, region) &&
+                     IsDense(output, region);
+  const int32_t rows = dense ? Height(region) : 1;
+  for (int32_t y = region.y0; y < region.y1; y += rows) {
+    const arm_cmsis_nn_status status = arm_elementwise_mul_s8(
+        input1.Pixel(y, region.x0), input2.Pixel(y, region.x0),
+        -layer.input_zero_point[0], -layer.input_zero_point[1],
+        output.Pixel(y, region.x0), layer.output_zero_point,
+        layer.add.output_multiplier, layer.add.output_shift,
+        layer.activation_min, layer.activation_max,
+        rows * Width(region) * output.channels);
+    if (status != ARM_CMSIS_NN_SUCCESS) return status;
+  }
+  return ARM_CMSIS_NN_SUCCESS;
+}
+
 size_t CmsisNnWorkspaceBytes(const LayerCall& call) {
   const LayerPlan& layer = *call.layer;
   if (!IsWindowOp(layer.op) || IsEmpty(call.region)) return 0;
@@ -320,6 +342,12 @@ CmsisNnResult RunLayerWithCmsisNn(const LayerCall& call, uint8_t* workspace) {
   const LayerPlan& layer = *call.layer;
   if (layer.op == LayerOp::kAdd) {
     return RunAdd(layer, call.sources[0], call.sources[1], call.region,
+                  call.output) == ARM_CMSIS_NN_SUCCESS
+               ? CmsisNnResult::kDone
+               : CmsisNnResult::kFailed;
+  }
+  if (layer.op == LayerOp::kMul) {
+    return RunMul(layer, call.sources[0], call.sources[1], call.region,
                   call.output) == ARM_CMSIS_NN_SUCCESS
                ? CmsisNnResult::kDone
                : CmsisNnResult::kFailed;

@@ -85,15 +85,9 @@ Region LayerInputRegion(const LayerPlan& layer, const Region& out,
                         const ImageShape& in_shape) {
   if (IsEmpty(out)) return kEmptyRegion;
   Region in = kEmptyRegion;
+  if (IsPointwiseOp(layer.op)) return out;
   switch (layer.op) {
-    case LayerOp::kAdd:
     case LayerOp::kConcatenation:
-    case LayerOp::kRelu:
-    case LayerOp::kRelu6:
-    case LayerOp::kLeakyRelu:
-    case LayerOp::kHardSwish:
-    case LayerOp::kLogistic:
-    case LayerOp::kQuantize:
       return out;
     case LayerOp::kResizeNearestNeighbor:
       in = ResizeNearestInputRegion(layer, out, in_shape);

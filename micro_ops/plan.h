@@ -29,7 +29,8 @@ namespace tflm_patch {
 constexpr int32_t kPatchStageFormatVersion = 2;
 constexpr int32_t kStageInputSource = -1;  // a layer source: the stage input
 // CONCATENATION takes 2 to 10 (TFLM's concatenation.cc kMaxInputNum), ADD
-// two, the others one. A layer's sources are read in place (ReadArray).
+// and MUL two, the others one. A layer's sources are read in place
+// (ReadArray).
 constexpr int kMaxLayerSources = 10;
 constexpr int kAddParamCount = 7;
 constexpr int kMaxActParams = 4;  // act_params of a pointwise op
@@ -59,6 +60,12 @@ enum class LayerOp : int32_t {
   kHardSwish = 13,
   kLogistic = 14,
   kQuantize = 15,  // float32 / uint8 stage input -> int8; layer 0 only
+  // Arithmetic (arith_layers.h): ADD / MUL / SUB with a broadcast int8
+  // constant (scalar or per channel), and MUL of two same-shape images.
+  kAddConst = 20,
+  kMulConst = 21,
+  kMul = 22,
+  kSubConst = 23,
   // Layout ops (30-39): they move bytes, no arithmetic
   // (layout_layers.h).
   kConcatenation = 30,
@@ -72,7 +79,9 @@ struct ImageShape {
   int32_t channels;
 };
 
-// ADD's quantization, in the `add_params` order of the options.
+// ADD's quantization, in the `add_params` order of the options (ADD,
+// ADD_CONST, SUB_CONST). MUL and MUL_CONST keep their `mul_params` in
+// output_multiplier / output_shift (the others unused).
 struct AddParams {
   int32_t left_shift;
   int32_t input1_multiplier;
@@ -103,7 +112,10 @@ struct LayerPlan {
   ImageShape output_shape;
   int32_t buffer_offset;  // in the scratch area; unused by the last layer
   int32_t buffer_bytes;
-  int32_t filter_input;  // op input index of the int8 filter, -1 if none
+  // Op input index of the int8 filter (conv, dw) or of the int8 constant
+  // operand (ADD_CONST, MUL_CONST, SUB_CONST: options key `constant`), -1 if
+  // none.
+  int32_t filter_input;
   int32_t bias_input;    // op input index of the int32 bias, -1 if none
   int32_t kernel_height;
   int32_t kernel_width;
@@ -116,18 +128,25 @@ struct LayerPlan {
   int32_t pad_bottom;
   int32_t pad_right;
   int32_t depth_multiplier;
+  // One per source, read in place like `sources`. ADD_CONST, MUL_CONST,
+  // SUB_CONST keep the constant's zero point in const_zero_point.
   const int32_t* input_zero_point;
   int32_t output_zero_point;
   int32_t activation_min;
   int32_t activation_max;
-  int32_t num_channel_params;        // entries of the two arrays below
+  // Entries of the two arrays below; ADD_CONST, MUL_CONST, SUB_CONST: the
+  // constant's value count (`const_count`: 1, or one per channel).
+  int32_t num_channel_params;
   const int32_t* output_multiplier;  // per output channel (conv, dw)
   const int32_t* output_shift;       // per output channel, positive = left
   union {
-    AddParams add;              // kAdd
-    PointwiseParams pointwise;  // IsPointwiseOp
+    AddParams add;              // kAdd and the arithmetic ops (IsArithOp)
+    PointwiseParams pointwise;  // IsActivationOp
   };
-  int32_t pad_value;
+  union {
+    int32_t pad_value;         // kPad
+    int32_t const_zero_point;  // HasConstantOperand: the constant's zp
+  };
   int32_t align_corners;       // RESIZE_NEAREST_NEIGHBOR, 0 or 1
   int32_t half_pixel_centers;  // RESIZE_NEAREST_NEIGHBOR, 0 or 1
   // Version 2, all but the last layer, read when the plan's flag is on.
@@ -175,18 +194,20 @@ inline bool HasFilter(LayerOp op) {
   return op == LayerOp::kConv2D || op == LayerOp::kDepthwiseConv2D;
 }
 
-// The op codes the parser accepts: 0-5, 10-15, 30-31.
+// The op codes the parser accepts: 0-5, 10-15, 20-23, 30-31.
 inline bool IsKnownOp(int32_t op) {
   return (op >= static_cast<int32_t>(LayerOp::kConv2D) &&
           op <= static_cast<int32_t>(LayerOp::kAveragePool2D)) ||
          (op >= static_cast<int32_t>(LayerOp::kRelu) &&
           op <= static_cast<int32_t>(LayerOp::kQuantize)) ||
+         (op >= static_cast<int32_t>(LayerOp::kAddConst) &&
+          op <= static_cast<int32_t>(LayerOp::kSubConst)) ||
          op == static_cast<int32_t>(LayerOp::kConcatenation) ||
          op == static_cast<int32_t>(LayerOp::kResizeNearestNeighbor);
 }
 
-// Ops that map each input element to one output element.
-inline bool IsPointwiseOp(LayerOp op) {
+// The activations and QUANTIZE of pointwise_layers.h: one element in, one out.
+inline bool IsActivationOp(LayerOp op) {
   return op >= LayerOp::kRelu && op <= LayerOp::kQuantize;
 }
 
@@ -214,6 +235,27 @@ inline int32_t StageInputType(const StagePlan& plan) {
   return plan.num_layers > 0 && plan.layers[0].op == LayerOp::kQuantize
              ? plan.layers[0].pointwise.input_type
              : kInputInt8;
+}
+
+// Arithmetic with an int8 constant operand among the op's inputs.
+inline bool HasConstantOperand(LayerOp op) {
+  return op == LayerOp::kAddConst || op == LayerOp::kMulConst ||
+         op == LayerOp::kSubConst;
+}
+
+// The arithmetic ops of arith_layers.h.
+inline bool IsArithOp(LayerOp op) {
+  return HasConstantOperand(op) || op == LayerOp::kMul;
+}
+
+// Ops whose output pixel reads only the same pixel of its sources (no halo).
+inline bool IsPointwiseOp(LayerOp op) {
+  return op == LayerOp::kAdd || IsArithOp(op) || IsActivationOp(op);
+}
+
+// Ops with two image sources.
+inline bool HasTwoSources(LayerOp op) {
+  return op == LayerOp::kAdd || op == LayerOp::kMul;
 }
 
 // The image a layer source names: the stage input or an earlier layer's.

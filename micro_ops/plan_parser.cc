@@ -201,9 +201,7 @@ Status ReadShape(const FlexMap& map, const char* key, int32_t layer,
 }
 
 LayerPlan DefaultLayer() {
-  LayerPlan layer = {};
-  layer.sources = nullptr;
-  layer.input_zero_point = nullptr;
+  LayerPlan layer = {};  // null vectors, zero counts
   layer.filter_input = -1;
   layer.bias_input = -1;
   layer.kernel_height = layer.kernel_width = 1;
@@ -212,18 +210,14 @@ LayerPlan DefaultLayer() {
   layer.depth_multiplier = 1;
   layer.activation_min = kInt8Min;
   layer.activation_max = kInt8Max;
-  layer.output_multiplier = nullptr;
-  layer.output_shift = nullptr;
   return layer;
 }
 
 Status ReadPadding(const FlexMap& map, int32_t index, LayerPlan* layer) {
   int32_t padding[4];
   TFLM_PATCH_RETURN_IF_ERROR(ReadFixedInts(map, "padding", index, 4, padding));
-  layer->pad_top = padding[0];
-  layer->pad_left = padding[1];
-  layer->pad_bottom = padding[2];
-  layer->pad_right = padding[3];
+  layer->pad_top = padding[0], layer->pad_left = padding[1];
+  layer->pad_bottom = padding[2], layer->pad_right = padding[3];
   return OkStatus();
 }
 
@@ -264,37 +258,26 @@ Status ReadFilterKeys(const FlexMap& map, int32_t index, PlanMemory* memory,
   return OkStatus();
 }
 
-// A per-source vector (`inputs`, `in_zp`) of exactly `count` int32, read
-// in place like the other int32 vectors (ReadArray).
+// A per-source vector (`inputs`, `in_zp`) of `*count` int32, read in place
+// like the other int32 vectors (ReadArray). `*count` 0: CONCATENATION's
+// `inputs`, 2 to kMaxLayerSources, whose length it returns.
 Status ReadSourceArray(const FlexMap& map, const char* key, int32_t index,
-                       int32_t count, PlanMemory* memory,
+                       PlanMemory* memory, int32_t* count,
                        const int32_t** values) {
   FlexVector vector;
   TFLM_PATCH_RETURN_IF_ERROR(OpenIntVector(map, key, index, &vector));
-  if (vector.length != static_cast<size_t>(count)) {
+  if (*count == 0) {
+    if (vector.length < 2 ||
+        vector.length > static_cast<size_t>(kMaxLayerSources)) {
+      return ErrorStatus("CONCATENATION needs 2 to 10 inputs", key, index);
+    }
+    *count = static_cast<int32_t>(vector.length);
+  }
+  if (vector.length != static_cast<size_t>(*count)) {
     return ErrorStatus("vector has the wrong length", key, index);
   }
   int32_t read = 0;
   return ReadArray(map, key, index, memory, values, &read);
-}
-
-// `inputs`: one entry per source (CONCATENATION: 2 to kMaxLayerSources,
-// ADD: 2, others: 1).
-Status ReadSources(const FlexMap& map, int32_t index, PlanMemory* memory,
-                   LayerPlan* layer) {
-  int32_t count = layer->op == LayerOp::kAdd ? 2 : 1;
-  if (layer->op == LayerOp::kConcatenation) {
-    FlexVector vector;
-    TFLM_PATCH_RETURN_IF_ERROR(OpenIntVector(map, "inputs", index, &vector));
-    if (vector.length < 2 ||
-        vector.length > static_cast<size_t>(kMaxLayerSources)) {
-      return ErrorStatus("CONCATENATION needs 2 to 10 inputs", "inputs",
-                         index);
-    }
-    count = static_cast<int32_t>(vector.length);
-  }
-  layer->num_sources = count;
-  return ReadSourceArray(map, "inputs", index, count, memory, &layer->sources);
 }
 
 // input_type (QUANTIZE) and act_params (every pointwise op but RELU6).
@@ -324,7 +307,10 @@ Status ParseLayer(const FlexMap& map, int32_t index, bool is_last,
   TFLM_PATCH_RETURN_IF_ERROR(ReadInt(map, "op", index, &op));
   if (!IsKnownOp(op)) return ErrorStatus("unknown layer op", "op", index);
   layer->op = static_cast<LayerOp>(op);
-  TFLM_PATCH_RETURN_IF_ERROR(ReadSources(map, index, memory, layer));
+  layer->num_sources = HasTwoSources(layer->op) ? 2 : 1;
+  if (layer->op == LayerOp::kConcatenation) layer->num_sources = 0;  // 2-10
+  TFLM_PATCH_RETURN_IF_ERROR(ReadSourceArray(
+      map, "inputs", index, memory, &layer->num_sources, &layer->sources));
   TFLM_PATCH_RETURN_IF_ERROR(
       ReadShape(map, "out_shape", index, &layer->output_shape));
   if (!is_last) {
@@ -333,9 +319,9 @@ Status ParseLayer(const FlexMap& map, int32_t index, bool is_last,
     TFLM_PATCH_RETURN_IF_ERROR(
         ReadInt(map, "buffer_bytes", index, &layer->buffer_bytes));
   }
-  TFLM_PATCH_RETURN_IF_ERROR(ReadSourceArray(map, "in_zp", index,
-                                             layer->num_sources, memory,
-                                             &layer->input_zero_point));
+  int32_t zp_count = layer->num_sources;
+  TFLM_PATCH_RETURN_IF_ERROR(ReadSourceArray(
+      map, "in_zp", index, memory, &zp_count, &layer->input_zero_point));
   TFLM_PATCH_RETURN_IF_ERROR(
       ReadInt(map, "out_zp", index, &layer->output_zero_point));
   if (layer->op == LayerOp::kPad) {
@@ -361,13 +347,27 @@ Status ParseLayer(const FlexMap& map, int32_t index, bool is_last,
     TFLM_PATCH_RETURN_IF_ERROR(
         ReadInt(map, "depth_multiplier", index, &layer->depth_multiplier));
   }
-  if (layer->op == LayerOp::kAdd) {
+  if (layer->op == LayerOp::kAdd || layer->op == LayerOp::kAddConst ||
+      layer->op == LayerOp::kSubConst) {
     int32_t p[kAddParamCount];
     TFLM_PATCH_RETURN_IF_ERROR(
         ReadFixedInts(map, "add_params", index, kAddParamCount, p));
     layer->add = AddParams{p[0], p[1], p[2], p[3], p[4], p[5], p[6]};
   }
-  if (IsPointwiseOp(layer->op)) return ReadPointwiseKeys(map, index, layer);
+  if (layer->op == LayerOp::kMul || layer->op == LayerOp::kMulConst) {
+    TFLM_PATCH_RETURN_IF_ERROR(ReadPair(map, "mul_params", index,
+                                        &layer->add.output_multiplier,
+                                        &layer->add.output_shift));
+  }
+  if (HasConstantOperand(layer->op)) {
+    TFLM_PATCH_RETURN_IF_ERROR(
+        ReadInt(map, "constant", index, &layer->filter_input));
+    TFLM_PATCH_RETURN_IF_ERROR(
+        ReadInt(map, "const_zp", index, &layer->const_zero_point));
+    TFLM_PATCH_RETURN_IF_ERROR(
+        ReadInt(map, "const_count", index, &layer->num_channel_params));
+  }
+  if (IsActivationOp(layer->op)) return ReadPointwiseKeys(map, index, layer);
   return OkStatus();
 }
 

@@ -25,43 +25,9 @@ limitations under the License.
 #include "geometry.h"
 #include "plan.h"
 #include "status.h"
+#include "tensor_desc.h"
 
 namespace tflm_patch {
-
-// Tensor element types the validation distinguishes (values as TfLiteType).
-enum class ElementType : int32_t {
-  kOther = 0,
-  kFloat32 = 1,
-  kInt32 = 2,
-  kUInt8 = 3,
-  kInt8 = 9,
-};
-
-constexpr int kMaxTensorDims = 6;
-
-// What ValidatePlan needs to know about one tensor of the op.
-struct TensorDesc {
-  ElementType type;
-  int32_t num_dims;  // > kMaxTensorDims: rejected wherever a shape is checked
-  int32_t dims[kMaxTensorDims];
-  bool is_constant;
-  bool has_zero_point;  // per-tensor zero point known (checked if true)
-  int32_t zero_point;
-  int32_t num_scales;  // quantization scale count, -1 if unknown
-};
-
-// The op's inputs for ValidatePlan: index 0 is the stage input, 1.. are the
-// constants. An interface rather than an array so that a kernel can describe
-// tensors one at a time without a large temporary array.
-class InputTensors {
- public:
-  virtual int32_t count() const = 0;
-  // Fills `desc` for input `index` (0 <= index < count()); false on failure.
-  virtual bool Describe(int32_t index, TensorDesc* desc) const = 0;
-
- protected:
-  ~InputTensors() = default;
-};
 
 // Checks the plan against the op's tensors: tensor types, shapes and zero
 // points; every layer's geometry, parameters and constants; the grid; the

@@ -17,6 +17,7 @@ limitations under the License.
 
 #include <cstddef>
 
+#include "arith_layers.h"
 #include "integer_math.h"
 #include "layout_layers.h"
 #include "pointwise_layers.h"
@@ -300,6 +301,16 @@ void RunReferenceLayer(const LayerCall& call) {
     case LayerOp::kLogistic:
     case LayerOp::kQuantize:
       PointwiseRegion(layer, call.sources[0], call.region, call.output);
+      break;
+    case LayerOp::kAddConst:
+    case LayerOp::kMulConst:
+    case LayerOp::kSubConst:
+      ConstArithRegion(layer, call.sources[0], call.filter, call.region,
+                       call.output);
+      break;
+    case LayerOp::kMul:
+      MulRegion(layer, call.sources[0], call.sources[1], call.region,
+                call.output);
       break;
   }
 }

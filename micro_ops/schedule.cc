@@ -98,7 +98,8 @@ LayerCall MakeLayerCall(const StagePlan& plan, int32_t index,
             ? stage_input
             : BufferInputView(scratch, plan.layers[source], patch.held[source]);
   }
-  call.filter = input_data != nullptr && HasFilter(layer.op)
+  call.filter = input_data != nullptr && (HasFilter(layer.op) ||
+                                          HasConstantOperand(layer.op))
                     ? static_cast<const int8_t*>(input_data[layer.filter_input])
                     : nullptr;
   call.bias = input_data != nullptr && layer.bias_input >= 0
@@ -175,6 +176,11 @@ Status CheckRunArguments(const StagePlan& plan, const void* const* input_data,
   }
   for (int32_t i = 0; i < plan.num_layers; ++i) {
     const LayerPlan& layer = plan.layers[i];
+    if (HasConstantOperand(layer.op) &&
+        (layer.filter_input < 1 || layer.filter_input >= num_inputs ||
+         input_data[layer.filter_input] == nullptr)) {
+      return ErrorStatus("missing constant data", "constant", i);
+    }
     if (!HasFilter(layer.op)) continue;
     if (layer.filter_input < 1 || layer.filter_input >= num_inputs ||
         input_data[layer.filter_input] == nullptr) {

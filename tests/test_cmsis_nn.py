@@ -59,7 +59,7 @@ def cmsis_engine(root, **kw):
 def double_counts(single_rounding=False):
     """Calls the double received, per kind, since the last reset_double_counts()."""
     lib = native.engine_library(single_rounding, DOUBLE)
-    fields = ("conv_1x1", "conv_general", "depthwise", "max_pool", "avg_pool", "add")
+    fields = ("conv_1x1", "conv_general", "depthwise", "max_pool", "avg_pool", "add", "mul")
 
     class Counts(ctypes.Structure):
         _fields_ = [(f, ctypes.c_int64) for f in fields]

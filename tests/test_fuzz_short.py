@@ -67,3 +67,21 @@ def test_random_tensorflow_models_short_run(tmp_path):
         assert r["convert"] in (0, 3), r
         assert r.get("verify", 0) == 0, r
     assert any(r["convert"] == 0 for r in results)  # at least one really patched
+
+
+def test_prepare_fuzz_in_tflm_short_run(tmp_path):
+    """Mutated PATCH_STAGE options in real TFLM (the sanitizer build if TFLM_SANITIZER_LIB is set):
+    Prepare refuses with a message or the model runs right; never a crash, finding or hang; and the
+    Python mirror of Prepare reaches the kernel's verdict with the kernel's message."""
+    from tflm_patch import tflm_host
+    if tflm_host.find_tflm_sanitized()[0] is None and tflm_host.find_tflm(tflm_host.REFERENCE)[0] is None:
+        pytest.skip(f"Prepare fuzz in TFLM skipped: {tflm_host.find_tflm(tflm_host.REFERENCE)[1]}")
+    fuzz = _tool("fuzz_prepare")
+    summary = fuzz.campaign(300, seed=2, workdir=str(tmp_path), batch=300,
+                            seeds_models=("residual_add", "pooling_pad", "dilation2", "nonsquare"), log=lambda s: None)
+    assert not summary["problems"], [(o.case, o.seed, o.mutation, o.problem) for o in summary["problems"][:5]]
+    counts = summary["counts"]
+    # both ways out were taken, and accepted plans equal to the original were checked byte for byte
+    assert counts.get("refused", 0) > 100 and counts.get("ok", 0) > 30, counts
+    assert counts.get("same_plan_checked", 0) > 10, counts
+    assert counts.get("same_refusal_as_mirror", 0) > 100, counts

@@ -17,7 +17,7 @@ NAMES = [os.path.basename(m) for m in MODELS]
 def test_the_model_set_is_complete():
     expected = {"mobilenetv2_035_96", "mobilenetv2_035_144", "kernels_5x5_7x7", "stride2_odd", "stride2_even",
                 "dilation2", "valid_padding", "residual_add", "nonsquare", "pooling_pad", "depth_multiplier",
-                "unet_small"}
+                "dilation_space_to_batch", "rescaling_normalization", "unet_small"}
     assert expected <= {n[:-len(".tflite")] for n in NAMES}
 
 

@@ -4,9 +4,10 @@ import json
 import numpy as np
 
 from tflm_patch.converter import analysis, model_io, pipeline, planner, rewrite
+from tflm_patch.converter import stage as stage_mod
 from tflm_patch.converter.graph import build_graph
 from tflm_patch.converter.options import CUSTOM_CODE, decode
-from tflm_patch.converter.schema import schema
+from tflm_patch.converter.schema import BuiltinOperator, schema
 
 from .conftest import run_cli
 
@@ -155,3 +156,23 @@ def test_offline_planned_models_are_refused(small_model_bytes):
     plan = planner.make_plan(build_graph(model), patches=(2, 2), split=3)
     with pytest.raises(ModelError, match="offline memory plan"):
         rewrite.rewrite_model(model, plan, "test")
+
+
+def test_a_stage_never_starts_at_an_add_of_two_outside_tensors(tmp_path):
+    """ADD(x, conv(x)) with x and conv(x) both made before the stage: two stage inputs,
+    which PATCH_STAGE cannot take. Found by the sanitizer TFLM run (tests/test_tflm_sanitized.py):
+    the default plan started a stage at that ADD, and TFLM's Prepare refused it (zero points)."""
+    from .random_stages import build
+    spec = {"input": (13, 27, 7), "seed": 1438807957, "layers": [
+        {"kind": "maxpool", "act": 1, "k": 2, "stride": 1, "padding": 1},
+        {"kind": "residual", "act": 0},
+        {"kind": "conv", "act": 1, "k": 5, "stride": 1, "dilation": 3, "padding": 0, "out_c": 7, "dm": 1},
+        {"kind": "maxpool", "act": 3, "k": 3, "stride": 3, "padding": 0},
+        {"kind": "maxpool", "act": 0, "k": 3, "stride": 3, "padding": 0}]}
+    src = tmp_path / "residual_first.tflite"
+    src.write_bytes(build(spec))
+    graph = build_graph(model_io.load_model(str(src)))
+    add = next(op.index for op in graph.ops if op.opcode == BuiltinOperator.ADD)
+    assert not [s for s in stage_mod.all_stages(graph) if s.start == add]
+    code, out, err = run_cli("convert", src, "-o", tmp_path / "out.tflite")
+    assert code in (0, 3), err  # never 4 (NOT bit-identical)

@@ -16,6 +16,7 @@ limitations under the License.
 
 #include "plan_validation.h"
 
+#include "arith_validation.h"
 #include "halo_cache.h"
 #include "layout_validation.h"
 #include "pointwise_validation.h"
@@ -26,7 +27,6 @@ namespace {
 // Kernel sizes, strides, dilations and paddings above this are rejected; it
 // keeps every region computation far from overflow.
 constexpr int32_t kMaxWindowParam = 1 << 16;
-constexpr int32_t kMaxAddLeftShift = 22;  // (255 << 22) * 2 still fits int32
 // Image heights and widths above this are rejected, so that every coordinate
 // computation (padded sizes, dilated taps) stays far from int32 overflow.
 constexpr int32_t kMaxImageSide = 1 << 20;
@@ -321,20 +321,7 @@ Status ValidateAddParams(const LayerPlan& layer, int32_t index,
                          index);
     }
   }
-  const AddParams& p = layer.add;
-  if (!InRange(p.left_shift, 0, kMaxAddLeftShift)) {
-    return ErrorStatus("left_shift outside [0, 22]", "add_params", index);
-  }
-  const int32_t multipliers[3] = {p.input1_multiplier, p.input2_multiplier,
-                                  p.output_multiplier};
-  const int32_t shifts[3] = {p.input1_shift, p.input2_shift, p.output_shift};
-  for (int i = 0; i < 3; ++i) {
-    if (multipliers[i] < 0 || !InRange(shifts[i], -31, 0)) {
-      return ErrorStatus("multiplier negative or shift outside [-31, 0]",
-                         "add_params", index);
-    }
-  }
-  return OkStatus();
+  return ValidateAddParamRanges(layer.add, index);
 }
 
 Status ValidateLayer(const StagePlan& plan, int32_t index,
@@ -370,6 +357,11 @@ Status ValidateLayer(const StagePlan& plan, int32_t index,
     case LayerOp::kLogistic:
     case LayerOp::kQuantize:
       return ValidatePointwiseLayer(plan, index, in);
+    case LayerOp::kAddConst:
+    case LayerOp::kMulConst:
+    case LayerOp::kMul:
+    case LayerOp::kSubConst:
+      return ValidateArithLayer(plan, index, inputs);
   }
   return ErrorStatus("unknown layer op", "op", index);
 }

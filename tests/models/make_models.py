@@ -26,6 +26,15 @@ Models made (name: what it exercises):
 * ``stride2_odd`` / ``stride2_even``: stride-2 SAME conv + depthwise on a
   33x33 (odd) and a 32x32 (even) input.
 * ``dilation2``: dilation 2 in a conv and a depthwise conv.
+* ``dilation_space_to_batch``: dilated 3x3 conv (rate 2) and depthwise conv
+  (rate 3) on a 45x45 input left as SPACE_TO_BATCH_ND -> conv -> BATCH_TO_SPACE_ND
+  (bias and ReLU inside, odd size so the first has crops), as TFLite lowers
+  atrous convolutions it cannot fold. Its TFLM outputs differ from
+  BUILTIN_REF's: TFLM's SPACE_TO_BATCH_ND pads with an unset parameter (0 on
+  a fresh arena), TFLite with the zero point.
+* ``rescaling_normalization``: Keras Rescaling (scalar MUL and ADD) and
+  Normalization (per-channel SUB and MUL) in the model, and a MUL of two
+  feature maps (a gated block).
 * ``valid_padding``: VALID conv / depthwise on a 37x37 input.
 * ``residual_add``: inverted-residual block with an ADD.
 * ``nonsquare``: 30x52 input (H != W, neither a multiple of 4).
@@ -98,7 +107,7 @@ N_CHECK = 8        # inputs for the output-variation check
 N_BN = 64          # images for the BN recalibration and the head calibration
 
 STAGE_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "PAD", "MAX_POOL_2D", "AVERAGE_POOL_2D", "RELU", "RELU6",
-             "LEAKY_RELU", "HARD_SWISH", "LOGISTIC", "CONCATENATION", "RESIZE_NEAREST_NEIGHBOR"}
+             "LEAKY_RELU", "HARD_SWISH", "LOGISTIC", "MUL", "SUB", "CONCATENATION", "RESIZE_NEAREST_NEIGHBOR"}
 FORBIDDEN_OPS = {"QUANTIZE", "DEQUANTIZE", "SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND"}
 
 
@@ -290,6 +299,30 @@ def dilation2():
     return keras.Model(i, tail(x))
 
 
+def dilation_space_to_batch():
+    from keras_layers import SpaceToBatchConv  # this folder: the script's own directory is on sys.path
+    i = keras.Input((45, 45, 3), batch_size=1)
+    x = L.Conv2D(16, 3, padding="same", activation="relu")(i)
+    x = SpaceToBatchConv(16, 2)(x)
+    x = SpaceToBatchConv(16, 3, depthwise=True)(x)
+    x = L.Conv2D(8, 1)(x)
+    return keras.Model(i, tail(x))
+
+
+def rescaling_normalization():
+    """Keras preprocessing inside the model, as users ship it: Rescaling (scalar MUL, ADD) and
+    Normalization (per-channel SUB, MUL), then a gated block (MUL of two feature maps)."""
+    i = keras.Input((48, 48, 3))
+    x = L.Rescaling(0.5, offset=0.5)(i)                     # [-1, 1] -> [0, 1]
+    x = L.Normalization(mean=[0.485, 0.456, 0.406], variance=[0.052, 0.050, 0.051])(x)
+    x = L.Conv2D(16, 3, padding="same", activation="relu")(x)
+    a = L.Conv2D(16, 1)(x)
+    b = L.DepthwiseConv2D(3, padding="same")(x)
+    x = L.Multiply()([a, b])
+    x = L.Conv2D(8, 1)(x)
+    return keras.Model(i, tail(x))
+
+
 def valid_padding():
     i = keras.Input((37, 37, 3))
     x = L.Conv2D(8, 3, strides=2, padding="valid", activation="relu")(i)
@@ -367,6 +400,11 @@ MODELS = {
     "stride2_odd": (lambda: _stride2(33), 4, False, {"CONV_2D": 2, "DEPTHWISE_CONV_2D": 1}),
     "stride2_even": (lambda: _stride2(32), 5, False, {"CONV_2D": 2, "DEPTHWISE_CONV_2D": 1}),
     "dilation2": (dilation2, 6, False, {"CONV_2D": 3, "DEPTHWISE_CONV_2D": 1}),
+    "dilation_space_to_batch": (dilation_space_to_batch, 14, False,
+                                {"SPACE_TO_BATCH_ND": 2, "BATCH_TO_SPACE_ND": 2, "CONV_2D": 3,
+                                 "DEPTHWISE_CONV_2D": 1}),
+    "rescaling_normalization": (rescaling_normalization, 15, False,
+                                {"MUL": 3, "ADD": 1, "SUB": 1, "CONV_2D": 3, "DEPTHWISE_CONV_2D": 1}),
     "valid_padding": (valid_padding, 7, False, {"CONV_2D": 2, "DEPTHWISE_CONV_2D": 1}),
     "residual_add": (residual_add, 8, False, {"CONV_2D": 4, "DEPTHWISE_CONV_2D": 1, "ADD": 1}),
     "nonsquare": (nonsquare, 9, False, {"CONV_2D": 2, "DEPTHWISE_CONV_2D": 1}),
@@ -509,7 +547,8 @@ def make(name: str, out_dir: str) -> dict:
     from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as sp
     if name not in IO_TYPES:
         assert sp.TensorType.FLOAT32 not in types, f"{name}: float32 tensors in the model"
-    bad = FORBIDDEN_OPS.intersection(ops) - ({"QUANTIZE", "DEQUANTIZE"} if name in IO_TYPES else set())
+    io_ops = {"QUANTIZE", "DEQUANTIZE"} if name in IO_TYPES else set()
+    bad = (FORBIDDEN_OPS - set(required)).intersection(ops) - io_ops
     assert not bad, f"{name}: unexpected ops {bad}"
     for op, cnt in required.items():
         assert ops.count(op) >= cnt, f"{name}: expected >= {cnt} {op}, got {ops.count(op)}"

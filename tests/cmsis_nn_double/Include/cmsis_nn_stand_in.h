@@ -98,6 +98,12 @@ arm_cmsis_nn_status arm_elementwise_add_s8(const int8_t *input_1_vect, const int
                                            const int32_t out_activation_min, const int32_t out_activation_max,
                                            const int32_t block_size);
 
+arm_cmsis_nn_status arm_elementwise_mul_s8(const int8_t *input_1_vect, const int8_t *input_2_vect,
+                                           const int32_t input_1_offset, const int32_t input_2_offset,
+                                           int8_t *output, const int32_t out_offset, const int32_t out_mult,
+                                           const int32_t out_shift, const int32_t out_activation_min,
+                                           const int32_t out_activation_max, const int32_t block_size);
+
 /* Calls of each kind since the last reset, so tests can see the dispatch. */
 typedef struct {
   int64_t conv_1x1;
@@ -106,6 +112,7 @@ typedef struct {
   int64_t max_pool;
   int64_t avg_pool;
   int64_t add;
+  int64_t mul;
 } tflm_patch_cmsis_double_counts;
 void tflm_patch_cmsis_double_reset(void);
 tflm_patch_cmsis_double_counts tflm_patch_cmsis_double_get(void);
