@@ -168,12 +168,18 @@ class TflmRun:
     arena_tail_bytes: int  # the persistent part
 
 
-def run_model(runner: str, model_path: str, input_array: np.ndarray, repeats: int = 1) -> TflmRun:
+def run_model(runner: str, model_path: str, input_array: np.ndarray, repeats: int = 1,
+              arena_fill: int | None = None) -> TflmRun:
+    """One model in the runner. arena_fill: the byte the arena starts filled with (default a pattern that
+    makes reads of never-written memory visible; 0 is a static arena as a device has it at boot)."""
+    env = _runner_env()
+    if arena_fill is not None:
+        env["TFLM_RUNNER_ARENA_FILL"] = str(arena_fill)
     with tempfile.TemporaryDirectory() as d:
         inp, out = os.path.join(d, "in.bin"), os.path.join(d, "out.bin")
         np.ascontiguousarray(input_array).tofile(inp)
         proc = subprocess.run([runner, model_path, inp, out, str(repeats)], capture_output=True, text=True,
-                              timeout=600, env=_runner_env())
+                              timeout=600, env=env)
         if proc.returncode != 0:
             raise RuntimeError(f"TFLM runner failed on {model_path}: {(proc.stderr or proc.stdout).strip()}")
         values = dict(line.split("=", 1) for line in proc.stdout.split() if "=" in line)

@@ -164,7 +164,13 @@ Outcome RunModel(const std::vector<uint8_t>& model_file, const std::vector<uint8
   resolver.AddBatchToSpaceNd();
   resolver.AddCustom("PATCH_STAGE", tflm_patch::Register_PATCH_STAGE());
 
-  std::memset(g_arena, kArenaFill, kArenaSize);
+  // The arena starts filled with kArenaFill, so that a kernel reading memory
+  // it never wrote shows up as a different output; TFLM_RUNNER_ARENA_FILL
+  // sets another byte (0: a static arena as a device has it at boot; TFLM's
+  // own SPACE_TO_BATCH_ND reads a pad value it never sets from there).
+  const char* fill = std::getenv("TFLM_RUNNER_ARENA_FILL");
+  std::memset(g_arena, fill != nullptr ? std::atoi(fill) & 0xFF : kArenaFill,
+              kArenaSize);
   // What MicroInterpreter(model, resolver, g_arena, kArenaSize) builds
   // (MicroAllocator::Create with the greedy planner), step for step, so that
   // arena_used_bytes() is unchanged and the arena's two parts can be read:
