@@ -19,13 +19,14 @@ import numpy as np
 import pytest
 
 from tflm_patch import tflm_host
-from tflm_patch.converter import model_io, planner, rewrite
+from tflm_patch.converter import model_io, planner, rewrite, verify
 from tflm_patch.converter.errors import TflmPatchError
 from tflm_patch.converter.graph import build_graph
 
 from .conftest import MODELS_DIR
 from .random_stages import build as build_stage_model
 from .random_stages import wide_stage_spec
+from .test_tflm_host import arena_fill
 
 TREE, WHY = tflm_host.find_tflm_sanitized()
 pytestmark = pytest.mark.skipif(TREE is None, reason=f"sanitizer TFLM tests skipped: {WHY}")
@@ -81,7 +82,6 @@ def sanitized_runs(request, tmp_path_factory):
         stock_path = d / f"{name}.tflite"
         stock_path.write_bytes(data)
         graph = build_graph(model)
-        shape = graph.tensors[graph.inputs[0]].shape
         paths = {"stock": str(stock_path)}
         for variant, (patched, plan) in _patched_variants(model).items():
             path = d / f"{name}.{variant}.tflite"
@@ -91,14 +91,22 @@ def sanitized_runs(request, tmp_path_factory):
             figures["stages"] += len(plan.stages)
             figures["models with several stages"] += len(plan.stages) > 1
             figures["cached-halo stages"] += sum(s.stage_plan.version == 2 for s in plan.stages)
-        rng = np.random.default_rng(abs(hash(name)) % 2**32)
-        for i in range(INPUTS):
+        zeroed = arena_fill(graph) == 0
+        for i, (x,) in enumerate(verify.random_inputs(graph, INPUTS, seed=sum(map(ord, name)))):
             inp = d / f"{name}.in{i}"
-            rng.integers(-128, 128, shape, dtype=np.int8).tofile(inp)
+            np.ascontiguousarray(x).tofile(inp)  # the input's own type: int8, uint8 or float32
             for variant, path in paths.items():
                 cases.append(tflm_host.BatchCase(path, str(inp), str(d / f"{name}.{variant}.out{i}")))
-                meta.append((name, variant, i))
-    results = tflm_host.run_batch(runner, cases, case_timeout=300)
+                meta.append((name, variant, i, zeroed))
+    # Models whose stock output depends on the arena's bytes (tests/test_tflm_host.arena_fill) run zeroed.
+    results = [None] * len(cases)
+    for zeroed in (False, True):
+        picked = [k for k, m in enumerate(meta) if m[3] == zeroed]
+        done = tflm_host.run_batch(runner, [cases[k] for k in picked], case_timeout=300,
+                                   arena_fill=0 if zeroed else None)
+        for k, result in zip(picked, done):
+            results[k] = result
+    meta = [m[:3] for m in meta]
     runs = {}
     for (name, variant, i), case, result in zip(meta, cases, results):
         outputs = open(case.output, "rb").read() if result.status == "ok" else None

@@ -216,13 +216,17 @@ def _parse_stderr(text: str) -> dict:
     return out
 
 
-def run_batch(runner: str, cases: list, case_timeout: int = 60, workdir: str | None = None) -> list:
+def run_batch(runner: str, cases: list, case_timeout: int = 60, workdir: str | None = None,
+              arena_fill: int | None = None) -> list:
     """Run BatchCase's in as few runner processes as possible: a BatchResult per case.
 
     A case that crashes the runner (a sanitizer finding, a signal) or runs
     longer than `case_timeout` seconds (the runner's own watchdog) is
     recorded as "crash" or "timeout", and the run goes on with the next case
-    in a new process."""
+    in a new process. arena_fill: as for run_model."""
+    env = _runner_env()
+    if arena_fill is not None:
+        env["TFLM_RUNNER_ARENA_FILL"] = str(arena_fill)
     results: list = []
     with tempfile.TemporaryDirectory(dir=workdir) as d:
         while len(results) < len(cases):
@@ -233,7 +237,7 @@ def run_batch(runner: str, cases: list, case_timeout: int = 60, workdir: str | N
                 f.writelines(f"{c.model} {c.input} {c.output}\n" for c in rest)
             try:
                 proc = subprocess.run([runner, "--batch", listing, str(case_timeout)], capture_output=True,
-                                      text=True, timeout=case_timeout * (len(rest) + 1), env=_runner_env(),
+                                      text=True, timeout=case_timeout * (len(rest) + 1), env=env,
                                       errors="replace")
                 stdout, stderr, code = proc.stdout, proc.stderr, proc.returncode
                 timed_out = code == _WATCHDOG_EXIT
