@@ -102,6 +102,17 @@ import tensorflow as tf  # noqa: E402
 keras = tf.keras
 L = keras.layers
 
+try:  # imported as tests.models.make_models, or run as a script from this folder
+    from .architectures import (cnn_uint8, depth_multiplier, dilation2, dilation_space_to_batch,  # noqa: E402
+                                kernels_5x5_7x7, mobilenetv1_025_96_gray, mobilenetv2, mobilenetv2_full,
+                                mobilenetv3_small_like, nonsquare, pooling_pad, rescaling_normalization,
+                                residual_add, stride2, unet_small, valid_padding)
+except ImportError:
+    from architectures import (cnn_uint8, depth_multiplier, dilation2, dilation_space_to_batch,  # noqa: E402
+                               kernels_5x5_7x7, mobilenetv1_025_96_gray, mobilenetv2, mobilenetv2_full,
+                               mobilenetv3_small_like, nonsquare, pooling_pad, rescaling_normalization,
+                               residual_add, stride2, unet_small, valid_padding)
+
 N_REPR = 32        # representative-dataset images per model
 N_CHECK = 8        # inputs for the output-variation check
 N_BN = 64          # images for the BN recalibration and the head calibration
@@ -158,11 +169,6 @@ def structured_images(n: int, shape, seed: int) -> np.ndarray:
 # Keras models
 # --------------------------------------------------------------------------
 
-def tail(x):
-    x = L.GlobalAveragePooling2D()(x)
-    return L.Dense(10)(x)
-
-
 def recalibrate_bn(model: keras.Model, images: np.ndarray) -> None:
     """Set BN moving statistics to the real batch statistics of `images`."""
     bns = [l for l in model.layers if isinstance(l, L.BatchNormalization)]
@@ -207,186 +213,6 @@ def calibrate_head(model: keras.Model, images: np.ndarray) -> None:
           f"{logits.std(axis=0).min():.2f}..{logits.std(axis=0).max():.2f}")
 
 
-def mobilenetv2(size: int):
-    def build():
-        return keras.applications.MobileNetV2(alpha=0.35, input_shape=(size, size, 3),
-                                              weights=None, classes=10)
-    return build
-
-
-def mobilenetv2_full(size: int):
-    def build():
-        return keras.applications.MobileNetV2(alpha=1.0, input_shape=(size, size, 3), weights=None, classes=10)
-    return build
-
-
-def mobilenetv3_small_like():
-    """MobileNetV3-Small's front as TFLite lowers it: hard-swish, LeakyReLU, ReLU6, ReLU and a sigmoid stand
-    alone after convs and pools (not fusable), so every pointwise stage op appears."""
-    hs = keras.activations.hard_swish
-    i = keras.Input((64, 64, 3))
-    x = L.Conv2D(16, 3, strides=2, padding="same")(i)
-    x = L.BatchNormalization()(x)
-    x = L.Activation(hs)(x)                       # HARD_SWISH
-    x = L.DepthwiseConv2D(3, padding="same")(x)
-    x = L.BatchNormalization()(x)
-    x = L.LeakyReLU(0.1)(x)                       # LEAKY_RELU
-    x = L.ReLU(6.0)(x)                            # RELU6
-    x = L.Conv2D(24, 1)(x)
-    x = L.BatchNormalization()(x)
-    x = L.MaxPooling2D(2)(x)
-    x = L.LeakyReLU(0.2)(x)
-    x = L.ReLU()(x)                               # RELU
-    x = L.Conv2D(48, 1)(x)
-    x = L.BatchNormalization()(x)
-    x = L.Activation(hs)(x)
-    x = L.DepthwiseConv2D(3, strides=2, padding="same")(x)
-    x = L.BatchNormalization()(x)
-    x = L.Activation("sigmoid")(x)                # LOGISTIC
-    x = L.AveragePooling2D(3, strides=1, padding="same")(x)
-    x = L.Conv2D(24, 1)(x)
-    x = L.BatchNormalization()(x)
-    x = L.Activation(hs)(x)
-    return keras.Model(i, tail(x))
-
-
-def cnn_uint8():
-    """A camera pipeline's CNN: uint8 96x96 RGB in (QUANTIZE to int8 first), int8 out."""
-    i = keras.Input((96, 96, 3))
-    x = L.Conv2D(8, 3, strides=2, padding="same", activation="relu")(i)
-    x = L.DepthwiseConv2D(3, padding="same", activation="relu")(x)
-    x = L.Conv2D(8, 1, activation="relu")(x)
-    x = L.DepthwiseConv2D(3, strides=2, padding="same", activation="relu")(x)
-    x = L.Conv2D(16, 1, activation="relu")(x)
-    x = L.DepthwiseConv2D(3, strides=2, padding="same", activation="relu")(x)
-    x = L.Conv2D(16, 1)(x)
-    return keras.Model(i, tail(x))
-
-
-def mobilenetv1_025_96_gray():
-    """The shape of TFLM's person-detection model: MobileNetV1 alpha 0.25, 96x96x1."""
-    base = keras.applications.MobileNet(alpha=0.25, input_shape=(96, 96, 1), include_top=False, weights=None)
-    return keras.Model(base.input, tail(base.output))
-
-
-def kernels_5x5_7x7():
-    i = keras.Input((40, 40, 3))
-    x = L.Conv2D(8, 7, strides=2, padding="same", activation="relu")(i)
-    x = L.DepthwiseConv2D(5, padding="same", activation="relu6")(x)
-    x = L.Conv2D(12, 5, padding="same")(x)
-    return keras.Model(i, tail(x))
-
-
-def _stride2(size):
-    i = keras.Input((size, size, 3))
-    x = L.Conv2D(8, 3, strides=2, padding="same", activation="relu6")(i)
-    x = L.DepthwiseConv2D(3, strides=2, padding="same")(x)
-    x = L.Conv2D(16, 1, activation="relu")(x)
-    return keras.Model(i, tail(x))
-
-
-def dilation2():
-    # batch_size=1: with a dynamic batch dimension the converter cannot fold the
-    # SPACE_TO_BATCH_ND -> conv -> BATCH_TO_SPACE_ND that tf.nn.convolution emits
-    # for dilation > 1 back into a dilated CONV_2D / DEPTHWISE_CONV_2D
-    # (tensorflow/tensorflow#53025, keras-team/keras#17450); with a static batch
-    # it does, and the model holds real dilation factors.
-    i = keras.Input((36, 36, 3), batch_size=1)
-    x = L.Conv2D(8, 3, padding="same", activation="relu")(i)
-    x = L.Conv2D(8, 3, dilation_rate=2, padding="same", activation="relu")(x)
-    x = L.DepthwiseConv2D(3, dilation_rate=2, padding="same")(x)
-    x = L.Conv2D(8, 1)(x)
-    return keras.Model(i, tail(x))
-
-
-def dilation_space_to_batch():
-    from keras_layers import SpaceToBatchConv  # this folder: the script's own directory is on sys.path
-    i = keras.Input((45, 45, 3), batch_size=1)
-    x = L.Conv2D(16, 3, padding="same", activation="relu")(i)
-    x = SpaceToBatchConv(16, 2)(x)
-    x = SpaceToBatchConv(16, 3, depthwise=True)(x)
-    x = L.Conv2D(8, 1)(x)
-    return keras.Model(i, tail(x))
-
-
-def rescaling_normalization():
-    """Keras preprocessing inside the model, as users ship it: Rescaling (scalar MUL, ADD) and
-    Normalization (per-channel SUB, MUL), then a gated block (MUL of two feature maps)."""
-    i = keras.Input((48, 48, 3))
-    x = L.Rescaling(0.5, offset=0.5)(i)                     # [-1, 1] -> [0, 1]
-    x = L.Normalization(mean=[0.485, 0.456, 0.406], variance=[0.052, 0.050, 0.051])(x)
-    x = L.Conv2D(16, 3, padding="same", activation="relu")(x)
-    a = L.Conv2D(16, 1)(x)
-    b = L.DepthwiseConv2D(3, padding="same")(x)
-    x = L.Multiply()([a, b])
-    x = L.Conv2D(8, 1)(x)
-    return keras.Model(i, tail(x))
-
-
-def valid_padding():
-    i = keras.Input((37, 37, 3))
-    x = L.Conv2D(8, 3, strides=2, padding="valid", activation="relu")(i)
-    x = L.DepthwiseConv2D(3, padding="valid", activation="relu6")(x)
-    x = L.Conv2D(8, 3, padding="valid")(x)
-    return keras.Model(i, tail(x))
-
-
-def residual_add():
-    i = keras.Input((48, 48, 3))
-    x = L.Conv2D(16, 3, strides=2, padding="same", activation="relu6")(i)
-    y = L.Conv2D(32, 1, activation="relu6")(x)
-    y = L.DepthwiseConv2D(3, padding="same", activation="relu6")(y)
-    y = L.Conv2D(16, 1)(y)
-    z = L.Add()([x, y])
-    z = L.Conv2D(24, 1, activation="relu")(z)
-    return keras.Model(i, tail(z))
-
-
-def nonsquare():
-    i = keras.Input((30, 52, 3))
-    x = L.Conv2D(8, 3, strides=2, padding="same", activation="relu")(i)
-    x = L.DepthwiseConv2D(3, padding="same", activation="relu")(x)
-    x = L.Conv2D(16, 1)(x)
-    return keras.Model(i, tail(x))
-
-
-def pooling_pad():
-    i = keras.Input((40, 40, 3))
-    x = L.ZeroPadding2D(((1, 2), (2, 1)))(i)
-    x = L.Conv2D(8, 3, padding="valid", activation="relu")(x)
-    x = L.MaxPooling2D(3, strides=2, padding="same")(x)
-    x = L.Conv2D(8, 3, padding="same", activation="relu")(x)
-    x = L.AveragePooling2D(3, strides=1, padding="same")(x)
-    x = L.AveragePooling2D(2, strides=2, padding="valid")(x)
-    x = L.Conv2D(8, 1)(x)
-    return keras.Model(i, tail(x))
-
-
-def depth_multiplier():
-    i = keras.Input((32, 32, 4))
-    x = L.DepthwiseConv2D(3, depth_multiplier=2, padding="same", activation="relu")(i)
-    x = L.Conv2D(8, 1)(x)
-    return keras.Model(i, tail(x))
-
-
-def unet_small():
-    """A small U-Net: two stride-2 encoder convs, a decoder of nearest-neighbour upsampling + Concatenate skip
-    connections, then a stride-2 conv so the stage can end smaller than the full-resolution decoder.
-    Keras 3's UpSampling2D(interpolation="nearest") lowers to RESHAPE/TILE ops; Resizing(nearest) (what
-    tf.image.resize does) lowers to RESIZE_NEAREST_NEIGHBOR (half_pixel_centers), so the decoder uses it."""
-    i = keras.Input((64, 64, 3))
-    e1 = L.Conv2D(8, 3, padding="same", activation="relu")(i)
-    e2 = L.Conv2D(16, 3, strides=2, padding="same", activation="relu")(e1)
-    e3 = L.Conv2D(24, 3, strides=2, padding="same", activation="relu")(e2)
-    d = L.Concatenate()([L.Resizing(32, 32, interpolation="nearest")(e3), e2])
-    d = L.Conv2D(16, 3, padding="same", activation="relu")(d)
-    d = L.Concatenate()([L.Resizing(64, 64, interpolation="nearest")(d), e1])
-    d = L.Conv2D(8, 3, padding="same", activation="relu")(d)
-    d = L.Conv2D(8, 3, strides=2, padding="same", activation="relu")(d)
-    return keras.Model(i, tail(d))
-
-
-# name -> (builder, seed, recalibrate BN?, {op: minimum count} that must be present)
 MODELS = {
     "mobilenetv2_035_96": (mobilenetv2(96), 1, True,
                            {"CONV_2D": 1, "DEPTHWISE_CONV_2D": 1, "ADD": 1}),
@@ -397,8 +223,8 @@ MODELS = {
     "mobilenetv2_100_224": (mobilenetv2_full(224), 13, True,
                             {"CONV_2D": 1, "DEPTHWISE_CONV_2D": 1, "ADD": 1}),
     "kernels_5x5_7x7": (kernels_5x5_7x7, 3, False, {"CONV_2D": 2, "DEPTHWISE_CONV_2D": 1}),
-    "stride2_odd": (lambda: _stride2(33), 4, False, {"CONV_2D": 2, "DEPTHWISE_CONV_2D": 1}),
-    "stride2_even": (lambda: _stride2(32), 5, False, {"CONV_2D": 2, "DEPTHWISE_CONV_2D": 1}),
+    "stride2_odd": (lambda: stride2(33), 4, False, {"CONV_2D": 2, "DEPTHWISE_CONV_2D": 1}),
+    "stride2_even": (lambda: stride2(32), 5, False, {"CONV_2D": 2, "DEPTHWISE_CONV_2D": 1}),
     "dilation2": (dilation2, 6, False, {"CONV_2D": 3, "DEPTHWISE_CONV_2D": 1}),
     "dilation_space_to_batch": (dilation_space_to_batch, 14, False,
                                 {"SPACE_TO_BATCH_ND": 2, "BATCH_TO_SPACE_ND": 2, "CONV_2D": 3,
