@@ -50,22 +50,8 @@ def relu6_range(in_scale, in_zp) -> tuple:
 def leaky_relu_params(in_scale, out_scale, alpha) -> list:
     """CalculateOpDataLeakyRelu: identity then alpha multiplier/shift."""
     mi, si = quant.quantize_multiplier(float(f32(in_scale) / f32(out_scale)))
-    ma, sa = quantize_multiplier_signed(float(f32(f32(in_scale) * f32(alpha)) / f32(out_scale)))
+    ma, sa = quant.quantize_multiplier(float(f32(f32(in_scale) * f32(alpha)) / f32(out_scale)))
     return [mi, si, ma, sa]
-
-
-def quantize_multiplier_signed(real: float) -> tuple:
-    """QuantizeMultiplier for a possibly negative multiplier (negative alpha)."""
-    if real == 0.0:
-        return 0, 0
-    q, shift = math.frexp(real)
-    q_fixed = quant.round_half_away(q * (1 << 31))
-    if q_fixed == (1 << 31):
-        q_fixed //= 2
-        shift += 1
-    if shift < -31:
-        shift, q_fixed = 0, 0
-    return q_fixed, shift
 
 
 def _downscale_to_int16(m: int) -> int:

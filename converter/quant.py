@@ -19,7 +19,7 @@ def round_half_away(x: float) -> int:
 
 
 def quantize_multiplier(real: float) -> tuple:
-    """QuantizeMultiplier(double, int32*, int*), double-rounding build."""
+    """QuantizeMultiplier(double, int32*, int*), double-rounding build; negative multipliers too, as TFLite."""
     if real == 0.0:
         return 0, 0
     q, shift = math.frexp(real)
