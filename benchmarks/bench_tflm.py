@@ -19,10 +19,8 @@ import os
 import sys
 import tempfile
 
-import numpy as np
-
 from tflm_patch import tflm_host
-from tflm_patch.converter import model_io, pipeline, planner
+from tflm_patch.converter import model_io, pipeline, planner, verify
 from tflm_patch.converter.errors import NoGainError
 from tflm_patch.converter.graph import build_graph
 
@@ -66,12 +64,13 @@ def table(tree, models: list, args) -> int:
         except NoGainError:
             print(f"{name:<22} {'-':>5}  no plan lowers the peak (left unchanged)")
             continue
-        x = np.random.default_rng(0).integers(-128, 128, graph.tensors[graph.inputs[0]].shape, dtype=np.int8)
+        x = verify.random_inputs(graph, 1)[0][0]  # the model's own input type
+        fill = tflm_host.arena_fill_for(graph)
         with tempfile.TemporaryDirectory() as d:
             patched_path = os.path.join(d, "patched.tflite")
             model_io.write_atomically(patched_path, pipeline.write_patched(model, plan).data)
-            stock = tflm_host.run_model(runner, path, x, args.repeats)
-            patched = tflm_host.run_model(runner, patched_path, x, args.repeats)
+            stock = tflm_host.run_model(runner, path, x, args.repeats, arena_fill=fill)
+            patched = tflm_host.run_model(runner, patched_path, x, args.repeats, arena_fill=fill)
         same = "identical" if stock.outputs == patched.outputs else "DIFFERENT"
         different += same == "DIFFERENT"
         grid = f"{plan.grid[0]}x{plan.grid[1]}"

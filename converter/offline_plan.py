@@ -33,11 +33,34 @@ def _overlap(a, b) -> bool:
     return not (a.first > b.last or b.first > a.last)
 
 
-def _place(buffers: list, order: list, best_fit: bool) -> dict:
+def _fits(buffers: list, offsets: dict, i: int, at: int, group: tuple = ()) -> bool:
+    """Buffer i at `at` meets no placed buffer alive at the same time (its own group's members aside)."""
+    want, own = buffers[i], {k for k, _ in group}
+    return all(j in own or not _overlap(want, buffers[j]) or at >= offsets[j] + buffers[j].size
+               or offsets[j] >= at + want.size for j in offsets)
+
+
+def _place_group(buffers: list, offsets: dict, group: tuple) -> dict:
+    """Offsets of a fused group ((index, offset in the group) pairs): the lowest group start at
+    which every member fits."""
+    starts = {0} | {offsets[j] + buffers[j].size - rel for j in offsets for _, rel in group}
+    for start in sorted(s for s in starts if s >= 0):
+        if all(_fits(buffers, offsets, k, start + rel, group) for k, rel in group):
+            return {k: start + rel for k, rel in group}
+    raise AssertionError("a group always fits above every placed buffer")
+
+
+def _place(buffers: list, order: list, best_fit: bool, groups: dict | None = None) -> dict:
     """Offsets (index -> offset) placing buffers in `order`, each at the lowest (first-fit)
-    or tightest (best-fit) gap among the time-overlapping buffers already placed."""
+    or tightest (best-fit) gap among the time-overlapping buffers already placed. A fused
+    group (groups: index -> its group) is placed whole, first-fit, at its first member."""
     offsets = {}
     for i in order:
+        if i in offsets:
+            continue
+        if groups and i in groups:
+            offsets.update(_place_group(buffers, offsets, groups[i]))
+            continue
         want = buffers[i]
         busy = sorted((offsets[j], offsets[j] + buffers[j].size) for j in offsets if _overlap(want, buffers[j]))
         gaps, cursor = [], 0
@@ -54,44 +77,54 @@ def _place(buffers: list, order: list, best_fit: bool) -> dict:
     return offsets
 
 
-def lower_bound(buffers: list) -> int:
-    """The largest total size of buffers live at the same time."""
-    scopes = {b.first for b in buffers}
-    return max((sum(b.size for b in buffers if b.first <= s <= b.last) for s in scopes), default=0)
+def lower_bound(buffers: list, groups: dict | None = None) -> int:
+    """The largest total size of buffers live at the same time; a fused group counts the span
+    of its live members."""
+    groups = groups or {}
+    best = 0
+    for s in {b.first for b in buffers}:
+        live = [i for i, b in enumerate(buffers) if b.first <= s <= b.last]
+        total = sum(buffers[i].size for i in live if i not in groups)
+        for group in {groups[i] for i in live if i in groups}:
+            spans = [(rel, rel + buffers[k].size) for k, rel in group if buffers[k].first <= s <= buffers[k].last]
+            total += max(hi for _, hi in spans) - min(lo for lo, _ in spans)
+        best = max(best, total)
+    return best
 
 
 def _extent(buffers, offsets) -> int:
     return max((offsets[i] + buffers[i].size for i in offsets), default=0)
 
 
-def _exact(buffers: list, bound: int, best: int) -> dict | None:
+def _exact(buffers: list, bound: int, best: int, groups: dict | None = None) -> dict | None:
     """Branch and bound over placement orders (first-fit), for few buffers."""
     n = len(buffers)
     best_offsets, nodes = None, 0
 
-    def search(order, offsets, current):
+    def search(offsets, current):
         nonlocal best, best_offsets, nodes
         nodes += 1
         if nodes > SEARCH_NODE_LIMIT or best <= bound:
             return
-        if len(order) == n:
+        if len(offsets) == n:
             if current < best:
                 best, best_offsets = current, dict(offsets)
             return
         for i in range(n):
             if i in offsets:
                 continue
-            placed = dict(offsets)
-            placed.update(_place_one(buffers, placed, i))
-            extent = max(current, placed[i] + buffers[i].size)
+            new = _place_one(buffers, offsets, i, groups)
+            extent = max([current] + [off + buffers[k].size for k, off in new.items()])
             if extent < best:
-                search(order + [i], placed, extent)
+                search({**offsets, **new}, extent)
 
-    search([], {}, 0)
+    search({}, 0)
     return best_offsets
 
 
-def _place_one(buffers, offsets, i) -> dict:
+def _place_one(buffers, offsets, i, groups=None) -> dict:
+    if groups and i in groups:
+        return _place_group(buffers, offsets, groups[i])
     want = buffers[i]
     busy = sorted((offsets[j], offsets[j] + buffers[j].size) for j in offsets if _overlap(want, buffers[j]))
     cursor = 0
@@ -110,7 +143,34 @@ def _replay(graph: Graph, requests: dict, tensor_offsets: dict) -> int:
     return arena.greedy_plan(buffers)
 
 
-def candidates(buffers: list):
+def groups_of(buffers: list, fusions) -> dict:
+    """Buffer index -> its fused group: ((buffer index, offset in the group), ...), offsets >= 0.
+    fusions: stage_overlap.Fusion (an output `lead` bytes before its input), chains allowed."""
+    index_of = {int(b.label[1:]): i for i, b in enumerate(buffers) if b.label.startswith("t")}
+    links = {}
+    for f in fusions:
+        links.setdefault(f.output, []).append((f.input, f.lead))
+        links.setdefault(f.input, []).append((f.output, -f.lead))
+    rel, groups = {}, {}
+    for start in links:
+        if start in rel:
+            continue
+        rel[start], stack, members = 0, [start], [start]
+        while stack:
+            t = stack.pop()
+            for u, d in links[t]:
+                if u not in rel:
+                    rel[u] = rel[t] + d
+                    stack.append(u)
+                    members.append(u)
+        low = min(rel[t] for t in members)
+        group = tuple((index_of[t], rel[t] - low) for t in members)
+        for k, _ in group:
+            groups[k] = group
+    return groups
+
+
+def candidates(buffers: list, groups: dict | None = None):
     n = len(buffers)
     keys = [
         lambda i: (-buffers[i].size, i),
@@ -122,7 +182,7 @@ def candidates(buffers: list):
     for key in keys:
         order = sorted(range(n), key=key)
         for best_fit in (False, True):
-            yield _place(buffers, order, best_fit)
+            yield _place(buffers, order, best_fit, groups)
     rng = np.random.default_rng(0)
     base = sorted(range(n), key=keys[0])
     for _ in range(60 if n < 200 else 10):  # perturbed size orders
@@ -130,18 +190,20 @@ def candidates(buffers: list):
         for _ in range(max(1, n // 8)):
             a, b = rng.integers(0, n, 2)
             order[a], order[b] = order[b], order[a]
-        yield _place(buffers, order, bool(rng.integers(0, 2)))
+        yield _place(buffers, order, bool(rng.integers(0, 2)), groups)
 
 
-def improve(graph: Graph, scratch_requests: dict | None = None) -> tuple:
+def improve(graph: Graph, scratch_requests: dict | None = None, fusions=()) -> tuple:
     """(offsets, head_bytes): offsets is {tensor index: arena offset} for every planned
     tensor when an offline plan lowers TFLM's head below its greedy plan, else None;
     head_bytes is TFLM's head with that plan (or the greedy head).
-    scratch_requests: every op's scratch requests (arena.scratch_requests)."""
+    scratch_requests: every op's scratch requests (arena.scratch_requests).
+    fusions: stage outputs that may lie over their inputs (stage_overlap.fusions)."""
     requests = scratch_requests if scratch_requests is not None else arena.builtin_scratch_requests(graph)
     buffers = arena.allocation_lifetimes(graph, requests)
     greedy = arena.greedy_plan(arena.allocation_lifetimes(graph, requests))
-    bound = lower_bound(buffers)
+    groups = groups_of(buffers, fusions)
+    bound = lower_bound(buffers, groups)
     best_head, best_offsets = greedy, None
 
     def consider(offsets):
@@ -151,13 +213,13 @@ def improve(graph: Graph, scratch_requests: dict | None = None) -> tuple:
         if head < best_head:
             best_head, best_offsets = head, tensors
 
-    for offsets in candidates(buffers):
+    for offsets in candidates(buffers, groups):
         if best_head <= bound:
             break
         if _extent(buffers, offsets) < best_head:
             consider(offsets)
     if len(buffers) <= EXACT_MAX_BUFFERS and best_head > bound:
-        exact = _exact(buffers, bound, best_head)
+        exact = _exact(buffers, bound, best_head, groups)
         if exact is not None:
             consider(exact)
     return best_offsets, best_head

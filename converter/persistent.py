@@ -79,7 +79,7 @@ HOST64 = {
     "TfLiteLeakyReluParams": (4, 4),
     "TfLiteConcatenationParams": (8, 4), "TfLiteResizeNearestNeighborParams": (2, 1), "OpDataConcatenation": (40, 8),
     "PatchStageLayerPlan": (184, 8), "PatchStageStagePlan": (88, 8), "PatchStageRegion": (16, 4),
-    "PatchStageOpData": (64, 8), "PatchStageHaloCache": (48, 8), "SpaceToBatchParams": (4, 4),
+    "PatchStageOpData": (72, 8), "PatchStageHaloCache": (48, 8), "SpaceToBatchParams": (4, 4),
     "TfLiteSubParams": (8, 4), "OpDataSub": (56, 4),
 }
 CORTEX_M = {
@@ -99,7 +99,7 @@ CORTEX_M = {
     "TfLiteLeakyReluParams": (4, 4),
     "TfLiteConcatenationParams": (8, 4), "TfLiteResizeNearestNeighborParams": (2, 1), "OpDataConcatenation": (24, 4),
     "PatchStageLayerPlan": (168, 4), "PatchStageStagePlan": (56, 4), "PatchStageRegion": (16, 4),
-    "PatchStageOpData": (36, 4), "PatchStageHaloCache": (32, 4), "SpaceToBatchParams": (4, 4),
+    "PatchStageOpData": (48, 8), "PatchStageHaloCache": (32, 4), "SpaceToBatchParams": (4, 4),
     "TfLiteSubParams": (2, 1), "OpDataSub": (56, 4),
 }
 # The tflite-micro wheel: TFLM built with USE_TFLM_COMPRESSION (SubgraphAllocations,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from . import arena, cmsis_nn, offline_plan, persistent, stage_cost
+from . import arena, cmsis_nn, offline_plan, persistent, stage_cost, stage_overlap
 from .errors import NoGainError, PlanError
 from .graph import Graph, Op, index_graph
 from .options import CUSTOM_CODE, encode
@@ -42,6 +42,14 @@ class Plan:
     # The OfflineMemoryAllocation plan the rewrite writes ({patched tensor index: offset}), when it
     # beats TFLM's greedy placement of the patched model; arena_after is then its head.
     offline_offsets: dict | None = field(default=None, repr=False)
+
+    def output_leads(self, graph: Graph) -> list:
+        """Per stage: how many bytes before its input the offline plan lays its output, over it
+        (stage_overlap), or None where the two lie apart."""
+        g, _ = patched_graph(graph, self.stages)
+        g.offline_offsets = self.offline_offsets
+        ops = [op for op in g.ops if op.custom_code == CUSTOM_CODE]
+        return [stage_overlap.planned_output_lead(g, op) for op in ops]
 
     # The first stage, for single-stage callers.
     @property
@@ -179,6 +187,8 @@ def search(graph: Graph, kernels: str, limit: float | None, patches=None, split=
             options = memo[key]
         for opt in _shortlist(options, limit):
             cost = io + arena.align_up(opt.scratch_bytes)
+            if kernels == cmsis_nn.REFERENCE:  # its output over its consumed input (offline plans only)
+                cost -= stage_overlap.stage_saving(graph, stage, opt.rows, opt.cols, opt.input_shape)
             if cost >= ceiling and bound:
                 break
             edges.setdefault(stage.start, []).append((stage.end, cost, opt))
@@ -331,8 +341,10 @@ def _real_heads(graph: Graph, met: list) -> tuple:
     for head, stages in sorted(met, key=lambda m: m[0]):
         g, scratch = patched_graph(graph, stages)
         requests = arena.scratch_requests(g, scratch)
-        if offline_plan.lower_bound(arena.allocation_lifetimes(g, requests)) <= min(best, head - 1):
-            offsets, improved = offline_plan.improve(g, requests)
+        fusions = stage_overlap.fusions(g)
+        buffers = arena.allocation_lifetimes(g, requests)
+        if offline_plan.lower_bound(buffers, offline_plan.groups_of(buffers, fusions)) <= min(best, head - 1):
+            offsets, improved = offline_plan.improve(g, requests, fusions)
             if offsets is not None and improved < head:
                 head = improved
                 offline_of[id(stages)] = offsets

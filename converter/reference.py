@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import halo_cache, pointwise, quant
+from . import halo_cache, pointwise, quant, stage_overlap
 from .errors import ModelError
 from .layers import (ADD, ADD_CONST, AVG_POOL, CONCAT, CONV, DEPTHWISE, INPUT_FLOAT32, INPUT_UINT8, MAX_POOL, MUL,
                      MUL_CONST, PAD, POINTWISE_OPS, RESIZE_NEAREST, STAGE_INPUT, SUB_CONST)
@@ -174,21 +174,28 @@ def _tile_regions(plan: StagePlan, geo, r: int, c: int, tile: tuple) -> list:
     return regions + [tile]
 
 
-def run_plan(plan: StagePlan, inputs: list) -> np.ndarray:
+def run_plan(plan: StagePlan, inputs: list, output_lead: int | None = None) -> np.ndarray:
     """Run a decoded plan in its own scratch layout, patch by patch, as the kernel does.
 
     inputs[0] is the stage input [1,H,W,C]; the rest are the op's constants.
     Every layer buffer and halo cache lives at its offset in one scratch
     area, which starts filled with noise: a plan whose buffers overlap while
     live, or that reads a halo it never cached, gives wrong bytes here too.
+    output_lead: the output lies that many bytes before the input, over it, in
+    one buffer (an offline plan's fused layout), after the kernel's check
+    (stage_overlap.check); a patch that overwrote input still to be read would
+    give wrong bytes here as on the device.
     """
     image = np.asarray(inputs[0]).reshape(plan.input_shape)
     wanted = {INPUT_FLOAT32: np.float32, INPUT_UINT8: np.uint8}.get(plan.input_type)
     if wanted is not None and image.dtype != wanted:
         raise ModelError(f"PATCH_STAGE: the stage input is {image.dtype}, the plan's QUANTIZE reads {np.dtype(wanted)}")
     constants = [None] + [np.asarray(x) for x in inputs[1:]]
-    full_input = _View((0, plan.input_shape[0], 0, plan.input_shape[1]), image)
     output = np.zeros(plan.layers[-1].out_shape, dtype=np.int8)
+    if output_lead is not None:
+        stage_overlap.check(stage_overlap.plan_lead(plan), output_lead, image.nbytes, 0, output.nbytes)
+        _memory, image, output = stage_overlap.fused_layout(np.ascontiguousarray(image), output.shape, output_lead)
+    full_input = _View((0, plan.input_shape[0], 0, plan.input_shape[1]), image)
     scratch = np.random.default_rng(7).integers(0, 256, size=max(plan.scratch_bytes, 0), dtype=np.uint8)
     geo = None
     if plan.cache_rows or plan.cache_cols:
@@ -216,7 +223,7 @@ def run_plan(plan: StagePlan, inputs: list) -> np.ndarray:
                 else:
                     _run_cached_layer(plan, geo, i, r, c, region, buf, srcs, constants, scratch)
                 views.append(_View(region, buf))
-    return output.reshape((1,) + tuple(output.shape))
+    return output.reshape((1,) + tuple(output.shape)).copy()
 
 
 def _run_cached_layer(plan, geo, i, r, c, region, buf, srcs, constants, scratch) -> None:
@@ -261,9 +268,10 @@ def _col_cache(scratch, layer, rows, cols):
         rows, cols, layer.out_shape[2])
 
 
-def run_stage(options: bytes, inputs: list) -> np.ndarray:
-    """Parse, check (as the kernel's Init and Prepare do) and run a stage on numpy inputs."""
+def run_stage(options: bytes, inputs: list, output_lead: int | None = None) -> np.ndarray:
+    """Parse, check (as the kernel's Init and Prepare do) and run a stage on numpy inputs;
+    output_lead: see run_plan."""
     plan = decode(options)
     output = TensorDesc("INT8", (1,) + tuple(plan.layers[-1].out_shape), False)
     validate_plan(plan, descs_from_arrays(inputs), output)
-    return run_plan(plan, inputs)
+    return run_plan(plan, inputs, output_lead)

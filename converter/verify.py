@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import model_io, oracle, reference
+from . import model_io, oracle, reference, stage_overlap
 from .errors import ModelError, VerifyError
 from .graph import build_graph
 from .model_file import ModelFile
@@ -112,13 +112,16 @@ def _check_pair(g_orig, g_patched, stage_tensor: int, patched_stage_tensor: int)
         raise ModelError("the patched model's stage output differs from the original's tensor in shape or type")
 
 
-def _run_engine(engine, options: bytes, op_inputs: list, output_shape) -> np.ndarray:
-    """The stage output by one engine; options that an engine cannot execute are the patched model's fault."""
-    if callable(engine):  # (options, op inputs, output shape) -> stage output
-        return engine(options, op_inputs, output_shape)
+def _run_engine(engine, options: bytes, op_inputs: list, output_shape, lead: int | None = None) -> np.ndarray:
+    """The stage output by one engine; options that an engine cannot execute are the patched model's fault.
+    lead: the output lies that many bytes before the input, over it (the model's offline plan)."""
+    if callable(engine):  # (options, op inputs, output shape[, output_lead=]) -> stage output
+        if lead is None:
+            return engine(options, op_inputs, output_shape)
+        return engine(options, op_inputs, output_shape, output_lead=lead)
     if engine == "python":
         try:
-            return reference.run_stage(options, op_inputs)
+            return reference.run_stage(options, op_inputs, lead)
         except ModelError:
             raise
         except (IndexError, ValueError, KeyError, TypeError, AssertionError, ZeroDivisionError,
@@ -127,7 +130,7 @@ def _run_engine(engine, options: bytes, op_inputs: list, output_shape) -> np.nda
                              f"({type(exc).__name__}): corrupt or not made for these tensors") from None
     from tflm_patch import native
     try:
-        return native.run_stage(options, op_inputs, output_shape)
+        return native.run_stage(options, op_inputs, output_shape, output_lead=lead)
     except native.EngineError as exc:
         raise ModelError(f"the C++ kernel rejects the patched model's PATCH_STAGE options: {exc}") from None
 
@@ -176,7 +179,8 @@ def verify_files(original, patched, input_sets: list, engines=("python",)) -> Ve
         for op, in_t, out_t, constants in stages:
             expected = run.tensors[out_t]
             for engine in engines:
-                got = _run_engine(engine, op.custom_options, [run.tensors[in_t]] + constants, expected.shape)
+                got = _run_engine(engine, op.custom_options, [run.tensors[in_t]] + constants, expected.shape,
+                                  stage_overlap.planned_output_lead(g_patched, op))
                 if got.shape != expected.shape or got.tobytes() != expected.tobytes():
                     report.stage_mismatches += 1
                     if not report.first_difference:

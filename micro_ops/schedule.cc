@@ -17,6 +17,7 @@ limitations under the License.
 
 #include "halo_cache.h"
 #include "image_view.h"
+#include "stage_overlap.h"
 
 namespace tflm_patch {
 namespace {
@@ -157,8 +158,9 @@ Status RunPatch(const StagePlan& plan, const LayerBackend& backend,
 
 Status CheckRunArguments(const StagePlan& plan, const void* const* input_data,
                          int32_t num_inputs, const int8_t* output,
-                         const uint8_t* scratch, size_t scratch_bytes,
-                         const Region* regions, int32_t num_regions) {
+                         int64_t min_output_lead, const uint8_t* scratch,
+                         size_t scratch_bytes, const Region* regions,
+                         int32_t num_regions) {
   if (plan.num_layers < 1 || regions == nullptr ||
       num_regions < plan.num_layers) {
     return ErrorStatus("region workspace too small");
@@ -173,6 +175,10 @@ Status CheckRunArguments(const StagePlan& plan, const void* const* input_data,
   if (input_data == nullptr || num_inputs < 1 || input_data[0] == nullptr ||
       output == nullptr) {
     return ErrorStatus("missing stage input or output data");
+  }
+  if (!OutputPlacementAllowed(plan, input_data[0], output, min_output_lead)) {
+    return ErrorStatus("stage output overlaps input bytes still to be read",
+                       "output");
   }
   for (int32_t i = 0; i < plan.num_layers; ++i) {
     const LayerPlan& layer = plan.layers[i];
@@ -223,11 +229,11 @@ Status ComputeScratchBytes(const StagePlan& plan, const LayerBackend& backend,
 
 Status RunStage(const StagePlan& plan, const LayerBackend& backend,
                 const void* const* input_data, int32_t num_inputs,
-                int8_t* output, uint8_t* scratch, size_t scratch_bytes,
-                Region* regions, int32_t num_regions) {
-  TFLM_PATCH_RETURN_IF_ERROR(CheckRunArguments(plan, input_data, num_inputs,
-                                               output, scratch, scratch_bytes,
-                                               regions, num_regions));
+                int8_t* output, int64_t min_output_lead, uint8_t* scratch,
+                size_t scratch_bytes, Region* regions, int32_t num_regions) {
+  TFLM_PATCH_RETURN_IF_ERROR(CheckRunArguments(
+      plan, input_data, num_inputs, output, min_output_lead, scratch,
+      scratch_bytes, regions, num_regions));
   const InputView stage_input = StageInputView(plan, input_data[0]);
   const OutputView stage_output = StageOutputView(plan, output);
   uint8_t* workspace = scratch != nullptr

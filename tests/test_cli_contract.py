@@ -113,18 +113,18 @@ def test_report_refuses_an_original_with_other_weights(tmp_path, patched):
     """Same graph and shapes, one weight of an op after the stage changed: not the original."""
     model = model_io.load_model(RESIDUAL)
     sg = model.subgraphs[0]
-    last_conv = max(i for i, op in enumerate(sg.operators)
-                    if model.operatorCodes[op.opcodeIndex].builtinCode == BuiltinOperator.CONV_2D)
-    assert last_conv == 5
-    weights = sg.tensors[sg.operators[last_conv].inputs[1]]
+    dense = max(i for i, op in enumerate(sg.operators)
+                if model.operatorCodes[op.opcodeIndex].builtinCode == BuiltinOperator.FULLY_CONNECTED)
+    assert dense == 7  # after the stage (ops 1-5)
+    weights = sg.tensors[sg.operators[dense].inputs[1]]
     data = np.asarray(model.buffers[weights.buffer].data, dtype=np.uint8).copy()
     data[0] ^= 1
     model.buffers[weights.buffer].data = data
     retrained = tmp_path / "retrained.tflite"
     retrained.write_bytes(model_io.serialize_model(model))
     _one_line_error(*run_cli("report", retrained, patched[0], "-o", tmp_path / "r"), 2,
-                    "the two models do not belong together: op ", "of the patched model (CONV_2D) vs op 5 of the "
-                    "original (CONV_2D): different constant data")
+                    "the two models do not belong together: op ", "of the patched model (FULLY_CONNECTED) vs op 7 of "
+                    "the original (FULLY_CONNECTED): different constant data")
     # and the real pair is accepted
     code, stdout, err = run_cli("report", RESIDUAL, patched[0], "-o", tmp_path / "r")
     assert code == 0 and (tmp_path / "r" / "report.md").exists(), err
@@ -293,15 +293,15 @@ def test_summary_peaks_are_separated_and_use_the_original_op_numbers(tmp_path, p
     # no line runs two peak descriptions together (each is on its own line)
     assert not any(l.count("bytes in use") > 1 for l in lines), lines
     assert before.split(None, 2)[2] == "op 2 (DEPTHWISE_CONV_2D): 46,080 bytes in use"
-    assert after.split(None, 2)[2].startswith("op 5 (CONV_2D): 23,040 bytes in use")
-    # the report numbers ops the same way: its op 5 is that CONV_2D, at the patched model's peak
+    assert after.split(None, 2)[2].startswith("ops 1-5 (PATCH_STAGE): 17,328 bytes in use")
+    # the report numbers ops the same way: ops 1-5 are the stage, at the patched model's peak
     # (the patched model has only 4 ops: op 5 exists in the original's numbering only)
     assert run_cli("report", RESIDUAL, patched[0], "-o", tmp_path / "r")[0] == 0
     rows = {int(r[0]): [c.strip() for c in r[1:]] for r in
             (l.split("|")[1:-1] for l in (tmp_path / "r" / "report.md").read_text().splitlines()
              if re.match(r"\| \d", l))}
-    assert rows[5][0] == "CONV_2D" and rows[5][3] == "23,040"
-    assert max(int(r[3].replace(",", "")) for r in rows.values()) == 23_040
+    assert rows[5][0] == "CONV_2D (in PATCH_STAGE)" and rows[5][3] == "17,328"
+    assert max(int(r[3].replace(",", "")) for r in rows.values()) == 17_328
     assert rows[2][0] == "DEPTHWISE_CONV_2D (in PATCH_STAGE)" and rows[2][2] == "46,080"
 
 
@@ -364,7 +364,7 @@ def test_a_real_mismatch_says_where_with_separated_byte_counts(tmp_path, patched
     line = _one_line_error(*run_cli("verify", RESIDUAL, bad, "--inputs", "1"), 4,
                            "patched model is NOT bit-identical: input 0: python output of the PATCH_STAGE at op ",
                            " differs in ")
-    assert re.search(r"differs in \d{1,3}(,\d{3})* of 9,216 bytes$", line), line
+    assert re.search(r"differs in \d{1,3}(,\d{3})* of 13,824 bytes$", line), line
 
 
 def test_report_refuses_an_original_with_other_stage_weights(tmp_path, patched):

@@ -53,7 +53,8 @@ BACKENDS = [pytest.param(DOUBLE, id="double"),
 
 
 def cmsis_engine(root, **kw):
-    return lambda options, inputs, shape: native.run_stage(options, inputs, shape, cmsis_nn=root, **kw)
+    return lambda options, inputs, shape, **lead: native.run_stage(options, inputs, shape, cmsis_nn=root, **kw,
+                                                                   **lead)
 
 
 def double_counts(single_rounding=False):

@@ -333,7 +333,7 @@ def test_cached_models_equal_tflm(name):
     graph = build_graph(model)
     plan = planner.make_plan(graph, patches=(3, 3), require_gain=False)
     patched_bytes = pipeline.write_patched(model, plan).data
-    engines = [lambda o, i, s, m=m, e=e: native.run_stage(with_caches(o, *m), i, s, cmsis_nn=e)
+    engines = [lambda o, i, s, m=m, e=e, **lead: native.run_stage(with_caches(o, *m), i, s, cmsis_nn=e, **lead)
                for m in ((True, True), (True, False)) for e in (None, DOUBLE)]
     report = verify.verify(data, patched_bytes, verify.random_inputs(graph, 2, seed=4), engines=engines)
     assert report.identical, report.first_difference

@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tflm_patch.converter import model_io
+from tflm_patch.converter import model_io, options
+from tflm_patch.converter.layers import QUANTIZE
 from tflm_patch.converter.graph import build_graph
 
 from .conftest import run_cli
@@ -57,8 +58,12 @@ def _check(tmp_path, data: bytes, first_op: str) -> None:
     assert code == 0, err
     assert "Verified bit-identical" in stdout
     patched = build_graph(model_io.load_model(str(out)))
-    assert patched.ops[0].name == first_op, "the op before the stage is kept"
-    assert any(op.name == "PATCH_STAGE" for op in patched.ops)
+    stages = [op for op in patched.ops if op.name == "PATCH_STAGE"]
+    assert stages
+    if patched.ops[0].name == "PATCH_STAGE":  # the first op went into the stage, as its layer 0
+        assert first_op == "QUANTIZE" and options.decode(stages[0].custom_options).layers[0].op == QUANTIZE
+    else:
+        assert patched.ops[0].name == first_op, "the op before the stage is kept"
     code, stdout, err = run_cli("verify", src, out, "--inputs", "3", "--engine", "python")
     assert code == 0, err
 

@@ -23,13 +23,9 @@ pytestmark = pytest.mark.skipif(not BUILDS, reason=f"real-TFLM tests skipped: {W
 MODELS = sorted(glob.glob(os.path.join(MODELS_DIR, "*.tflite")))
 
 
-def arena_fill(graph) -> int | None:
-    """TFLM's SPACE_TO_BATCH_ND pads with SpaceToBatchParams::output_offset, which it never sets: the
-    stock model's output then depends on the arena's bytes. A device's static arena is zero at boot, and
-    the kernel pads such a lowered dilation with 0 (docs/patch_stage_format.md): run those models on a
-    zeroed arena. Every other model runs on the runner's fill pattern."""
-    from tflm_patch.converter.schema import BuiltinOperator
-    return 0 if any(op.opcode == BuiltinOperator.SPACE_TO_BATCH_ND for op in graph.ops) else None
+arena_fill = tflm_host.arena_fill_for
+
+
 # Every host library found (reference kernels, CMSIS-NN kernels), each tested.
 KERNELS = [tflm_host.REFERENCE, tflm_host.CMSIS_NN]
 

@@ -178,7 +178,7 @@ def _total_line(graph, head: int, kernels: str = cmsis_nn.REFERENCE) -> str:
             f"{m.tail_bytes:,}; TFLM reference kernels)")
 
 
-def _summary(plan, before_peak, after_peak, totals=None) -> None:
+def _summary(plan, before_peak, after_peak, totals=None, leads=None) -> None:
     for n, sp in enumerate(plan.stages):
         stage, sched = sp.stage, sp.stage_plan
         names = {}
@@ -191,7 +191,9 @@ def _summary(plan, before_peak, after_peak, totals=None) -> None:
               f"{_shape(stage.layers[-1].out_shape)}; {rows}x{cols} patches, halos "
               f"{ {'none': 'recomputed', 'rows': 'cached in rows', 'cols': 'cached in columns', 'rows+cols': 'cached'}[sp.caching]}"
               f"; scratch {sched.scratch_bytes:,} bytes" + (f" (of which {workspace:,} CMSIS-NN workspace)" if workspace else "")
-              + f"; MACs x{sp.macs_patched / sp.macs_original:.3f}" if sp.macs_original else "")
+              + (f"; MACs x{sp.macs_patched / sp.macs_original:.3f}" if sp.macs_original else "")
+              + (f"; output over its consumed input ({leads[n]:,} bytes ahead)" if leads and leads[n] is not None
+                 else ""))
     cut = 100.0 * (1 - plan.arena_after / plan.arena_before)
     print(f"{'':<26}{'before':>16}{'after':>16}")
     print(f"{'arena (planned, bytes)':<26}{plan.arena_before:>16,}{plan.arena_after:>16,}   "
@@ -277,7 +279,7 @@ def cmd_convert(args) -> int:
     plan, after_graph, new_bytes = conv.plan, conv.patched.graph, conv.patched.data
     mapping = pairing.op_map(graph, after_graph, pairing.plan_record(conv.patched.model))
     totals = (_totals(graph, plan.arena_before, args.kernels), _totals(after_graph, plan.arena_after, args.kernels))
-    _summary(plan, _peak(graph, None), _peak(graph, mapping, after_graph), totals)
+    _summary(plan, _peak(graph, None), _peak(graph, mapping, after_graph), totals, plan.output_leads(graph))
     if args.verify_inputs > 0:
         report = conv.verify(verify_mod.random_inputs(graph, args.verify_inputs, seed=1))
         verify_mod.require_identical(report)

@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .converter.stage_overlap import fused_layout
+
 KERNEL_SOURCES_LIST = "kernel_sources.txt"
 
 
@@ -273,6 +275,7 @@ def engine_library(single_rounding: bool = False, cmsis_nn=None) -> ctypes.CDLL:
         fn.restype = ctypes.c_int
         lib.tflm_patch_single_rounding.restype = ctypes.c_int
         lib.tflm_patch_last_scratch_bytes.restype = ctypes.c_size_t
+        lib.tflm_patch_last_min_output_lead.restype = ctypes.c_int64
         _loaded[key] = lib
     return _loaded[key]
 
@@ -294,9 +297,13 @@ def _int32_array(values):
     return (ctypes.c_int32 * max(1, len(values)))(*values)
 
 
-def _run_in_process(options: bytes, arrays: list, output_shape: tuple, single_rounding: bool, cmsis_nn):
+def _run_in_process(options: bytes, arrays: list, output_shape: tuple, single_rounding: bool, cmsis_nn,
+                    output_lead: int | None = None):
     fn = engine_library(single_rounding, cmsis_nn).tflm_patch_run_stage
     output = np.empty(output_shape, dtype=np.int8)
+    if output_lead is not None:
+        _memory, fused_input, output = fused_layout(arrays[0], output_shape, output_lead)
+        arrays = [fused_input] + arrays[1:]
     data = (ctypes.c_void_p * len(arrays))(*[a.ctypes.data for a in arrays])
     types = _int32_array(_TYPE_CODES.get(a.dtype, 0) for a in arrays)
     ndims = _int32_array(a.ndim for a in arrays)
@@ -307,11 +314,11 @@ def _run_in_process(options: bytes, arrays: list, output_shape: tuple, single_ro
               output.ctypes.data, len(output_shape), out_dims, error, _ERROR_BYTES)
     if code != _OK:
         return EngineError(error.value.decode(errors="replace") or f"engine error {code}")
-    return output
+    return output.copy() if output_lead is not None else output
 
 
 def _run_sanitized(options_list: list, arrays: list, output_shape: tuple, single_rounding: bool,
-                   cmsis_nn) -> list:
+                   cmsis_nn, output_lead: int | None = None) -> list:
     driver = build(sanitize=True, single_rounding=single_rounding, cmsis_nn=cmsis_nn)
     with tempfile.TemporaryDirectory(prefix="tflm-patch-") as tmp:
         tmp = Path(tmp)
@@ -322,6 +329,8 @@ def _run_sanitized(options_list: list, arrays: list, output_shape: tuple, single
             dims = " ".join(str(d) for d in a.shape)
             lines.append(f"input {_TYPE_CODES.get(a.dtype, 0)} {a.ndim} {dims} {path}")
         lines.append(f"output {len(output_shape)} {' '.join(str(d) for d in output_shape)}")
+        if output_lead is not None:
+            lines.append(f"lead {int(output_lead)}")
         for k, options in enumerate(options_list):
             opt_path = tmp / f"options{k}.bin"
             opt_path.write_bytes(options)
@@ -349,28 +358,36 @@ def _run_sanitized(options_list: list, arrays: list, output_shape: tuple, single
 
 
 def run_many(options_list, inputs, output_shape, *, sanitize: bool = False,
-             single_rounding: bool = False, cmsis_nn=None) -> list:
+             single_rounding: bool = False, cmsis_nn=None, output_lead: int | None = None) -> list:
     """Run several option buffers against the same tensors.
 
     Returns, per options, the output array or the EngineError (not raised).
     With sanitize=True all runs share one sanitizer process; a memory error
-    raises EngineCrash. cmsis_nn: see build().
+    raises EngineCrash. cmsis_nn: see build(). output_lead: lay the output that
+    many bytes before the input, over it, in one buffer (an offline plan's fused
+    layout); None keeps them apart.
     """
     options_list = [bytes(o) for o in options_list]
     arrays = _prepare_inputs(inputs)
     output_shape = tuple(int(d) for d in output_shape)
     if sanitize:
-        return _run_sanitized(options_list, arrays, output_shape, single_rounding, cmsis_nn)
-    return [_run_in_process(o, arrays, output_shape, single_rounding, cmsis_nn) for o in options_list]
+        return _run_sanitized(options_list, arrays, output_shape, single_rounding, cmsis_nn, output_lead)
+    return [_run_in_process(o, arrays, output_shape, single_rounding, cmsis_nn, output_lead)
+            for o in options_list]
+
+
+def last_min_output_lead(single_rounding: bool = False, cmsis_nn=None) -> int:
+    """The kernel's ComputeMinOutputLead for the last plan run in this process."""
+    return int(engine_library(single_rounding, cmsis_nn).tflm_patch_last_min_output_lead())
 
 
 def run_stage(options: bytes, inputs: list, output_shape, *, sanitize: bool = False,
-              single_rounding: bool = False, cmsis_nn=None) -> np.ndarray:
+              single_rounding: bool = False, cmsis_nn=None, output_lead: int | None = None) -> np.ndarray:
     """Run PATCH_STAGE on the host: `inputs` are the op's inputs ([0] the int8
     stage input [1, H, W, C], then the constants in options order); returns the
     int8 stage output of `output_shape`. Raises EngineError on rejection."""
     result = run_many([options], inputs, output_shape, sanitize=sanitize, single_rounding=single_rounding,
-                      cmsis_nn=cmsis_nn)[0]
+                      cmsis_nn=cmsis_nn, output_lead=output_lead)[0]
     if isinstance(result, EngineError):
         raise result
     return result

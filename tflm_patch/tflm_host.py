@@ -168,6 +168,16 @@ class TflmRun:
     arena_tail_bytes: int  # the persistent part
 
 
+def arena_fill_for(graph) -> int | None:
+    """The arena fill to run a model on. TFLM's SPACE_TO_BATCH_ND pads with
+    SpaceToBatchParams::output_offset, which it never sets: the stock model's output then depends on
+    the arena's bytes. A device's static arena is zero at boot, and the kernel pads such a lowered
+    dilation with 0 (docs/patch_stage_format.md): run those models on a zeroed arena (0). Every other
+    model runs on the runner's fill pattern (None)."""
+    from .converter.schema import BuiltinOperator
+    return 0 if any(op.opcode == BuiltinOperator.SPACE_TO_BATCH_ND for op in graph.ops) else None
+
+
 def run_model(runner: str, model_path: str, input_array: np.ndarray, repeats: int = 1,
               arena_fill: int | None = None) -> TflmRun:
     """One model in the runner. arena_fill: the byte the arena starts filled with (default a pattern that

@@ -21,6 +21,7 @@ limitations under the License.
 #include "plan_parser.h"
 #include "plan_validation.h"
 #include "schedule.h"
+#include "stage_overlap.h"
 #include "tensorflow/lite/kernels/internal/compatibility.h"
 #include "tensorflow/lite/kernels/kernel_util.h"
 #include "tensorflow/lite/micro/kernels/kernel_util.h"
@@ -40,6 +41,7 @@ struct OpData {
   int32_t num_inputs;
   int scratch_index;  // -1 when the stage needs no scratch
   size_t scratch_bytes;
+  int64_t min_output_lead;  // where the output may lie over the input
 };
 
 void Report(const char* phase, const Status& status) {
@@ -195,6 +197,11 @@ TfLiteStatus PatchStagePrepare(TfLiteContext* context, TfLiteNode* node,
     status = ComputeScratchBytes(*data->plan, backend, data->regions,
                                  data->plan->num_layers, &scratch_bytes);
   }
+  if (status.ok()) {
+    status = ComputeMinOutputLead(*data->plan, data->regions,
+                                  data->plan->num_layers,
+                                  &data->min_output_lead);
+  }
   if (!status.ok()) {
     Report("prepare", status);
     return kTfLiteError;
@@ -233,8 +240,9 @@ TfLiteStatus PatchStageEval(TfLiteContext* context, TfLiteNode* node,
                          : nullptr;
   const Status status =
       RunStage(*data->plan, backend, data->input_data, data->num_inputs,
-               tflite::micro::GetTensorData<int8_t>(output), scratch,
-               data->scratch_bytes, data->regions, data->plan->num_layers);
+               tflite::micro::GetTensorData<int8_t>(output),
+               data->min_output_lead, scratch, data->scratch_bytes,
+               data->regions, data->plan->num_layers);
   if (!status.ok()) {
     Report("eval", status);
     return kTfLiteError;

@@ -50,14 +50,16 @@ Status ComputeScratchBytes(const StagePlan& plan, const LayerBackend& backend,
                            size_t* scratch_bytes);
 
 // Runs the stage. `input_data[i]` is op input i (0: the stage input, int8
-// NHWC; then the constants); `output` is the int8 stage output. `scratch`
-// holds exactly ComputeScratchBytes's `scratch_bytes` for the same backend,
-// which also tells where the workspace is; `regions` is working memory of
-// at least plan.num_layers entries.
+// NHWC; then the constants); `output` is the int8 stage output, which may
+// overlap the stage input if it starts at least `min_output_lead` bytes
+// before it (ComputeMinOutputLead; stage_overlap.h). `scratch` holds exactly
+// ComputeScratchBytes's `scratch_bytes` for the same backend, which also
+// tells where the workspace is; `regions` is working memory of at least
+// plan.num_layers entries.
 Status RunStage(const StagePlan& plan, const LayerBackend& backend,
                 const void* const* input_data, int32_t num_inputs,
-                int8_t* output, uint8_t* scratch, size_t scratch_bytes,
-                Region* regions, int32_t num_regions);
+                int8_t* output, int64_t min_output_lead, uint8_t* scratch,
+                size_t scratch_bytes, Region* regions, int32_t num_regions);
 
 }  // namespace tflm_patch
 

@@ -29,6 +29,7 @@ limitations under the License.
 #include "../plan_validation.h"
 #include "../reference_layers.h"
 #include "../schedule.h"
+#include "../stage_overlap.h"
 #include "tensor_desc_array.h"
 
 namespace {
@@ -116,6 +117,7 @@ size_t ElementCount(int32_t num_dims, const int32_t* dims) {
 // Host instrumentation only (the engine itself has no mutable state).
 size_t g_last_scratch_bytes = 0;
 size_t g_last_plan_memory_bytes = 0;
+int64_t g_last_min_output_lead = 0;
 
 }  // namespace
 
@@ -175,11 +177,24 @@ int tflm_patch_run_stage(const uint8_t* options, size_t options_bytes,
     return TFLM_PATCH_REJECTED;
   }
 
+  int64_t min_output_lead = 0;
+  status = tflm_patch::ComputeMinOutputLead(*plan, regions.data(),
+                                            plan->num_layers, &min_output_lead);
+  if (!status.ok()) return Reject(status, error, error_bytes);
+  g_last_min_output_lead = min_output_lead;
+
   std::vector<uint8_t> scratch(scratch_bytes, kFillPattern);
-  std::memset(output, kFillPattern, ElementCount(output_ndims, output_dims));
+  // An output laid over the input (an offline plan's fused layout) keeps the
+  // input's bytes; a separate one starts as noise.
+  const size_t output_bytes = ElementCount(output_ndims, output_dims);
+  const uint8_t* in = static_cast<const uint8_t*>(input_data[0]);
+  const uint8_t* out = reinterpret_cast<const uint8_t*>(output);
+  if (out + output_bytes <= in || in + tflm_patch::StageInputBytes(*plan) <= out) {
+    std::memset(output, kFillPattern, output_bytes);
+  }
   status = tflm_patch::RunStage(*plan, kBackend, input_data, num_inputs, output,
-                                scratch.data(), scratch.size(), regions.data(),
-                                plan->num_layers);
+                                min_output_lead, scratch.data(), scratch.size(),
+                                regions.data(), plan->num_layers);
   if (!status.ok()) return Reject(status, error, error_bytes);
   g_last_scratch_bytes = scratch_bytes;
   return TFLM_PATCH_OK;
@@ -189,6 +204,10 @@ size_t tflm_patch_last_scratch_bytes(void) { return g_last_scratch_bytes; }
 
 size_t tflm_patch_last_plan_memory_bytes(void) {
   return g_last_plan_memory_bytes;
+}
+
+int64_t tflm_patch_last_min_output_lead(void) {
+  return g_last_min_output_lead;
 }
 
 int tflm_patch_single_rounding(void) {

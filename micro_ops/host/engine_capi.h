@@ -35,7 +35,7 @@ extern "C" {
  *   input_types[i]: 9 = int8, 2 = int32 (TfLiteType codes), other = unknown;
  *   input_ndims[i]: rank of input i; input_dims: all inputs' dims,
  * concatenated; output: int8 buffer holding the product of output_dims
- * elements. Returns TFLM_PATCH_OK, or another code with a message in `error`.
+ * elements, separate from the input or laid over it (stage_overlap.h). Returns TFLM_PATCH_OK, or another code with a message in `error`.
  */
 int tflm_patch_run_stage(const uint8_t* options, size_t options_bytes,
                          int32_t num_inputs, const void* const* input_data,
@@ -51,6 +51,11 @@ size_t tflm_patch_last_scratch_bytes(void);
 /* The plan memory (ComputePlanMemoryBytes) of the last options parsed by
  * tflm_patch_run_stage in this process: what the TFLM op allocates in Init. */
 size_t tflm_patch_last_plan_memory_bytes(void);
+
+/* The output lead (ComputeMinOutputLead) of the last plan validated by
+ * tflm_patch_run_stage: the output may overlap the input (input_data[0])
+ * when it starts at least that many bytes before it (INT64_MIN: anywhere). */
+int64_t tflm_patch_last_min_output_lead(void);
 
 /* 1 if the engine was built with TFLITE_SINGLE_ROUNDING, else 0. */
 int tflm_patch_single_rounding(void);

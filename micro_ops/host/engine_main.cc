@@ -23,6 +23,8 @@ limitations under the License.
 //   output NDIMS D0 .. Dn-1            the output shape
 //   run OPTIONS_PATH                   run the stage with these options
 //   write OUTPUT_PATH                  where the next `run` writes its output
+//   lead BYTES                         later runs lay the output BYTES before
+//                                      input 0, over it, in one allocation
 // For every `run` it prints one line: "ok" or "rejected <message>".
 // Exit status: 0 when every run was carried out (accepted or rejected),
 // 2 on a bad manifest or file; a sanitizer error aborts with its own status.
@@ -94,6 +96,8 @@ struct Stage {
   std::vector<int32_t> input_dims;
   std::vector<int32_t> output_dims;
   int32_t output_ndims = -1;
+  bool fused = false;  // a `lead` line was read
+  long long lead = 0;
 };
 
 int Fail(const char* message, const char* detail) {
@@ -111,20 +115,36 @@ void RunOnce(const Stage& stage, const std::vector<uint8_t>& options,
              const char* output_path) {
   std::vector<const void*> data;
   for (const auto& bytes : stage.input_bytes) data.push_back(bytes.data());
-  std::vector<int8_t> output(OutputElements(stage) + 1);
+  std::vector<int8_t> separate(OutputElements(stage) + 1);
+  int8_t* output = separate.data();
+  // The fused layout: output at `out_at`, input 0 at `in_at`, in exactly
+  // the bytes they span.
+  std::vector<int8_t> fused;
+  if (stage.fused && !stage.input_bytes.empty()) {
+    const size_t in_bytes = stage.input_bytes[0].size() - 1;
+    const size_t in_at = stage.lead > 0 ? static_cast<size_t>(stage.lead) : 0;
+    const size_t out_at = stage.lead < 0 ? static_cast<size_t>(-stage.lead) : 0;
+    const size_t out_end = out_at + OutputElements(stage);
+    fused.assign(out_end > in_at + in_bytes ? out_end : in_at + in_bytes, 0);
+    if (in_bytes > 0) {
+      std::memcpy(fused.data() + in_at, stage.input_bytes[0].data(), in_bytes);
+    }
+    data[0] = fused.data() + in_at;
+    output = fused.data() + out_at;
+  }
   char error[512];
   const int result = tflm_patch_run_stage(
       options.data(), options.size(),
       static_cast<int32_t>(stage.input_bytes.size()), data.data(),
       stage.input_types.data(), stage.input_ndims.data(),
-      stage.input_dims.data(), output.data(), stage.output_ndims,
+      stage.input_dims.data(), output, stage.output_ndims,
       stage.output_dims.data(), error, sizeof(error));
   if (result != TFLM_PATCH_OK) {
     std::printf("rejected %s\n", error);
     return;
   }
   if (output_path[0] != '\0' &&
-      !WriteFile(output_path, output.data(), OutputElements(stage))) {
+      !WriteFile(output_path, output, OutputElements(stage))) {
     std::printf("rejected cannot write %s\n", output_path);
     return;
   }
@@ -167,6 +187,14 @@ int main(int argc, char** argv) {
       if (!ParseDims(&cursor, &stage.output_dims, &stage.output_ndims)) {
         return Fail("bad output line:", line);
       }
+    } else if (std::strncmp(line, "lead ", 5) == 0) {
+      char* end = nullptr;
+      stage.lead = std::strtoll(line + 5, &end, 10);
+      if (end == line + 5 || stage.lead < -(1LL << 40) ||
+          stage.lead > (1LL << 40)) {
+        return Fail("bad lead line:", line);
+      }
+      stage.fused = true;
     } else if (std::strncmp(line, "write ", 6) == 0) {
       const char* path = SkipSpaces(line + 6);
       output_path.assign(path, path + std::strlen(path) + 1);

@@ -24,6 +24,7 @@ limitations under the License.
 // that validation is fuzzed against wrong tensors too. Every buffer is
 // allocated at its exact size, so ASan sees any access past it.
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -36,6 +37,7 @@ limitations under the License.
 #include "plan_validation.h"
 #include "reference_layers.h"
 #include "schedule.h"
+#include "stage_overlap.h"
 #include "status.h"
 #include "host/tensor_desc_array.h"
 
@@ -171,6 +173,11 @@ void Exercise(const StagePlan& plan, uint8_t selector) {
         plan, tflm_patch::kReferenceLayerBackend, regions.data(),
         plan.num_layers, &scratch_bytes);
   }
+  int64_t lead = 0;
+  if (status.ok()) {
+    status = tflm_patch::ComputeMinOutputLead(plan, regions.data(),
+                                              plan.num_layers, &lead);
+  }
 #ifdef OPTIONS_FUZZ_REPORT
   std::fprintf(stderr, "validate: %s%s%s, work %lld\n", status.ok() ? "ok" : status.message,
                status.key ? " " : "", status.key ? status.key : "", static_cast<long long>(work));
@@ -194,8 +201,28 @@ void Exercise(const StagePlan& plan, uint8_t selector) {
     uint8_t* scratch = static_cast<uint8_t*>(std::malloc(scratch_bytes > 0 ? scratch_bytes : 1));
     std::memset(scratch, 0xA5, scratch_bytes);
     tflm_patch::RunStage(plan, tflm_patch::kReferenceLayerBackend, data, count,
-                         out, scratch, scratch_bytes, regions.data(),
+                         out, lead, scratch, scratch_bytes, regions.data(),
                          plan.num_layers);
+    // Again with the output over the input, `lead` bytes before it (the
+    // fused layout of an offline plan), in one exact-size allocation.
+    const size_t in_bytes = tflm_patch::StageInputBytes(plan);
+    if ((selector & 8) != 0 && count > 0 && lead >= 0 && lead < (1 << 20) &&
+        descs[0].num_dims == 4 && Elements(descs[0]) >= 0 &&
+        static_cast<size_t>(Elements(descs[0])) *
+                ElementBytes(descs[0].type) == in_bytes) {
+      const size_t shift = static_cast<size_t>(lead);
+      const size_t span = std::max(static_cast<size_t>(out_n), shift + in_bytes);
+      uint8_t* fused = static_cast<uint8_t*>(std::malloc(span > 0 ? span : 1));
+      std::memcpy(fused + shift, data[0], in_bytes);
+      void* fused_data[kMaxInputs] = {};
+      for (int32_t i = 0; i < count; ++i) fused_data[i] = data[i];
+      fused_data[0] = fused + shift;
+      tflm_patch::RunStage(plan, tflm_patch::kReferenceLayerBackend,
+                           fused_data, count, reinterpret_cast<int8_t*>(fused),
+                           lead, scratch, scratch_bytes, regions.data(),
+                           plan.num_layers);
+      std::free(fused);
+    }
     std::free(scratch);
     std::free(out);
   }
