@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from . import arena, cmsis_nn, offline_plan, persistent, stage_cost, stage_overlap
+from . import absorb, arena, cmsis_nn, offline_plan, persistent, stage_cost, stage_overlap
 from .errors import NoGainError, PlanError
 from .graph import Graph, Op, index_graph
 from .options import CUSTOM_CODE, encode
@@ -38,7 +38,7 @@ class Plan:
     arena_after: int           # predicted non-persistent arena, patched model
     total_before: int | None = None  # predicted arena_used_bytes() (64-bit host, reference kernels), if modelled
     total_after: int | None = None
-    candidates: list = field(default_factory=list, repr=False)  # (arena, macs) of plans met in the search
+    candidates: list = field(default_factory=list, repr=False)  # (arena, MACs added) of the plans searched
     # The OfflineMemoryAllocation plan the rewrite writes ({patched tensor index: offset}), when it
     # beats TFLM's greedy placement of the patched model; arena_after is then its head.
     offline_offsets: dict | None = field(default=None, repr=False)
@@ -326,8 +326,16 @@ def make_plan(graph: Graph, patches: tuple | None = None, split: int | None = No
             raise NoGainError(f"no plan fits --sram-budget {sram_budget:,} bytes: the smallest arena reachable "
                               f"is {after:,} bytes (stage MACs x{_overhead(chosen):.2f}): model left unchanged")
         after, chosen = min(fitting, key=lambda m: (sum(s.macs_patched for s in m[1]), m[0]))
-    return Plan(list(chosen), before, after, total_before, predict_used(graph, chosen, after),
-                [(h, sum(s.macs_patched for s in t)) for h, t in met], offline_of.get(id(chosen)))
+    offsets = offline_of.get(id(chosen))
+    used = predict_used(graph, chosen, after)
+    if kernels == cmsis_nn.REFERENCE and patches is None and split is None and used is not None:
+        # stages over the ops left, where they save persistent memory (absorb.py)
+        grown, head, grown_offsets, grown_used = absorb.absorb(graph, list(chosen), after, used, max_mac_overhead,
+                                                              memo if memo is not None else {})
+        if len(grown) > len(chosen):
+            chosen, after, offsets, used = grown, head, grown_offsets, grown_used
+    return Plan(list(chosen), before, after, total_before, used,
+                [(h, sum(s.macs_patched - s.macs_original for s in t)) for h, t in met], offsets)
 
 
 def _real_heads(graph: Graph, met: list) -> tuple:

@@ -94,6 +94,30 @@ def test_tflm_rejects_a_plan_that_does_not_match_its_tensors(tflm, tmp_path):
         tflm_host.run_model(runner, str(broken), x)
 
 
+def test_tflm_eval_refuses_an_output_laid_on_input_still_to_be_read(tflm, tmp_path):
+    """The default residual_add plan lays the stage output over its input; moved 16 bytes closer than
+    the lead allows, the kernel's Eval refuses it (TFLM places tensors only after Prepare)."""
+    from tflm_patch.converter import offline_plan, options, stage_overlap
+    _, runner = tflm
+    path = os.path.join(MODELS_DIR, "residual_add.tflite")
+    graph, plan, patched = _patched(path, tmp_path, max_mac_overhead=1.05)
+    model = model_io.load_model(patched)
+    g = build_graph(model)
+    (fusion,) = stage_overlap.fusions(g)
+    op = verify.patch_ops(g)[0]
+    lead = stage_overlap.plan_lead(options.decode(op.custom_options))
+    offsets = dict(g.offline_offsets)
+    assert offsets[fusion.input] - offsets[fusion.output] == fusion.lead >= lead
+    x = verify.random_inputs(graph, 1, seed=3)[0][0]
+    stock = tflm_host.run_model(runner, path, x)
+    assert tflm_host.run_model(runner, patched, x).outputs == stock.outputs
+    offsets[fusion.output] = offsets[fusion.input] - (lead - 1) // 16 * 16
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(model_io.serialize_model(offline_plan.with_offline_plan(model, g, offsets)))
+    with pytest.raises(RuntimeError, match="stage output overlaps input bytes still to be read"):
+        tflm_host.run_model(runner, str(bad), x)
+
+
 @pytest.mark.parametrize("path", MODELS, ids=[os.path.basename(m) for m in MODELS])
 def test_predicted_arena_used_bytes_equals_tflm_stock_patched_and_offline_planned(tflm, tmp_path, path):
     """arena_used_bytes() to the byte: the stock model, the patched one, and the stock model with an

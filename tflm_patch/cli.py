@@ -187,10 +187,13 @@ def _summary(plan, before_peak, after_peak, totals=None, leads=None) -> None:
         ops = ", ".join(f"{k} x{c}" for k, c in names.items())
         rows, cols = sp.grid
         workspace = sched.workspace_bytes
+        caching = {'none': 'recomputed', 'rows': 'cached in rows', 'cols': 'cached in columns',
+                   'rows+cols': 'cached'}[sp.caching]
+        grid = ("one patch (it saves TFLM's per-channel persistent data)" if (rows, cols) == (1, 1)
+                else f"{rows}x{cols} patches, halos {caching}")
         print(f"Stage {n + 1}: ops {stage.start}-{stage.end - 1} ({ops}); {_shape(sched.input_shape)} -> "
-              f"{_shape(stage.layers[-1].out_shape)}; {rows}x{cols} patches, halos "
-              f"{ {'none': 'recomputed', 'rows': 'cached in rows', 'cols': 'cached in columns', 'rows+cols': 'cached'}[sp.caching]}"
-              f"; scratch {sched.scratch_bytes:,} bytes" + (f" (of which {workspace:,} CMSIS-NN workspace)" if workspace else "")
+              f"{_shape(stage.layers[-1].out_shape)}; {grid}; scratch {sched.scratch_bytes:,} bytes"
+              + (f" (of which {workspace:,} CMSIS-NN workspace)" if workspace else "")
               + (f"; MACs x{sp.macs_patched / sp.macs_original:.3f}" if sp.macs_original else "")
               + (f"; output over its consumed input ({leads[n]:,} bytes ahead)" if leads and leads[n] is not None
                  else ""))
