@@ -13,7 +13,7 @@ stock/patched, the MAC overhead of the plan, and whether the M4 outputs equal
 the host TFLM run byte for byte (`identical`), or only each other (`same on
 M4`, when the host library is not built), or not (`DIFFERENT`). One table per
 Cortex-M4 library found: reference kernels and CMSIS-NN kernels (the patched
-model planned with --kernels of that library).
+model planned with --kernels of that library, or --plan-kernels).
 """
 from __future__ import annotations
 
@@ -23,10 +23,8 @@ import os
 import sys
 import tempfile
 
-import numpy as np
-
 from tflm_patch import cortexm, tflm_host
-from tflm_patch.converter import model_io, pipeline, planner
+from tflm_patch.converter import model_io, pipeline, planner, verify
 from tflm_patch.converter.errors import NoGainError
 from tflm_patch.converter.graph import build_graph
 
@@ -41,6 +39,9 @@ def main(argv=None) -> int:
     ap.add_argument("--timeout", type=float, default=cortexm.DEFAULT_TIMEOUT, help="seconds per QEMU run")
     ap.add_argument("--kernels", choices=(tflm_host.REFERENCE, tflm_host.CMSIS_NN),
                     help="only the library with these kernels (default: every one found)")
+    ap.add_argument("--plan-kernels", choices=(tflm_host.REFERENCE, tflm_host.CMSIS_NN),
+                    help="plan for these kernels (default: the library's; reference plans, the default of "
+                         "`convert`, get offline memory plans)")
     args = ap.parse_args(argv)
     models = args.models or sorted(glob.glob(os.path.join(ROOT, "tests", "models", "*.tflite")))
     ran, failures = 0, 0
@@ -59,7 +60,8 @@ def table(env, kernels: str, models: list, args) -> int:
     """Prints one table; returns the number of failed rows."""
     tree, host_why = tflm_host.find_tflm(kernels)
     runner = tflm_host.build_runner(tree) if tree is not None else None
-    print(f"TFLM Cortex-M4 library ({kernels} kernels): {env.tree.library}")
+    print(f"TFLM Cortex-M4 library ({kernels} kernels): {env.tree.library}; plans made for "
+          f"{args.plan_kernels or kernels} kernels")
     print(f"board: QEMU {cortexm.BOARD} (Cortex-M4F); host check: "
           f"{tree.library if tree else 'skipped (' + host_why + ')'}")
     header = (f"{'model':<22} {'grid':>5} {'arena stock':>12} {'arena patched':>14} {'ratio':>6} "
@@ -72,11 +74,12 @@ def table(env, kernels: str, models: list, args) -> int:
         model = model_io.parse_model(model_io.read_model_bytes(path), path)
         graph = build_graph(model)
         try:
-            plan = planner.make_plan(graph, max_mac_overhead=args.max_mac_overhead, kernels=kernels)
+            plan = planner.make_plan(graph, max_mac_overhead=args.max_mac_overhead,
+                                     kernels=args.plan_kernels or kernels)
         except NoGainError:
             print(f"{name:<22} {'-':>5}  no plan lowers the peak (left unchanged)")
             continue
-        x = np.random.default_rng(0).integers(-128, 128, graph.tensors[graph.inputs[0]].shape, dtype=np.int8)
+        x = verify.random_inputs(graph, 1)[0][0]  # the model's own input type
         with tempfile.TemporaryDirectory() as d:
             patched_path = os.path.join(d, "patched.tflite")
             model_io.write_atomically(patched_path,
