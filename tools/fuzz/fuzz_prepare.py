@@ -50,7 +50,7 @@ from flatbuffers import flexbuffers  # noqa: E402
 
 from tests import cached_plans  # noqa: E402
 from tflm_patch import tflm_host  # noqa: E402
-from tflm_patch.converter import model_io, options, plan_validation, planner, rewrite  # noqa: E402
+from tflm_patch.converter import model_io, options, plan_validation, planner, rewrite, stage_overlap  # noqa: E402
 from tflm_patch.converter.errors import ModelError, TflmPatchError  # noqa: E402
 from tflm_patch.converter.graph import build_graph  # noqa: E402
 from tflm_patch.converter.schema import schema  # noqa: E402
@@ -78,6 +78,7 @@ class Seed:
     stock_output: bytes = b""
     inputs: list = field(default_factory=list)   # the op's tensors as Prepare sees them (plan_validation)
     output: object = None
+    placement: int | None = None  # how far before its input the offline plan lays the output (None: apart)
 
 
 @dataclass
@@ -160,7 +161,8 @@ def make_seeds(workdir: str, models=SEED_MODELS, plans=PLANS) -> list:
                           plan_validation.TensorDesc("OTHER", (), False) for t in g_op.inputs]
                 seeds.append(Seed(f"{name}.{plan_name}.stage{k}", data, op, opts,
                                   [s for s in siblings if s != opts], input_path, inputs=inputs,
-                                  output=plan_validation.desc_from_tensor(patched_graph.tensors[g_op.outputs[0]])))
+                                  output=plan_validation.desc_from_tensor(patched_graph.tensors[g_op.outputs[0]]),
+                                  placement=stage_overlap.planned_output_lead(patched_graph, g_op)))
     return seeds
 
 
@@ -345,6 +347,17 @@ def mirror_verdict(case: Case):
     return None
 
 
+def mirror_eval_refuses(case: Case) -> bool:
+    """The Python mirror of Eval's placement check (stage_overlap): the seed's offline plan lays the
+    output `placement` bytes before the input; the mutated plan may need more."""
+    if case.seed.placement is None:
+        return False
+    try:
+        return stage_overlap.plan_lead(options.decode(case.options)) > case.seed.placement
+    except ModelError:
+        return False
+
+
 def kernel_verdict(messages: list):
     """(layer, message, key) of the kernel's refusal among a case's lines, or None."""
     for line in messages:
@@ -381,9 +394,13 @@ def _judge_tflm(case: Case, result) -> str:
             return "a valid plan was refused: " + said[0]
         return ""
     if result.status == "invoke_failed":
+        if mirror_eval_refuses(case) and any(stage_overlap.OVERLAP_MESSAGE in m for m in result.messages):
+            return ""  # Eval refused an output laid on input the new plan still reads, as the mirror says
         return "Invoke failed after a clean Prepare: " + " | ".join(result.messages[-3:])
     if result.status != "ok":
         return f"runner status {result.status}"
+    if mirror_eval_refuses(case):
+        return "Eval ran a plan whose output overlaps input it still reads (the mirror refuses it)"
     if not result.arena_intact:
         return "Invoke wrote to the arena's unused middle"
     if case.must_match:
@@ -422,6 +439,8 @@ def campaign(cases: int, seed: int, workdir: str, batch: int = 400, seeds_models
             outcome = "refused" if result.status == "allocate_failed" else result.status
             if outcome == "refused" and kernel_verdict(result.messages) is None:
                 outcome = "refused_by_tflm"  # not by the kernel: TFLM's own checks (e.g. arena size)
+            if outcome == "invoke_failed" and not problem:
+                outcome = "refused_in_eval"  # an output laid on input the mutated plan still reads
             counts[outcome] += 1
             counts["same_refusal_as_mirror"] += outcome == "refused" and not problem
             by_mutation[(case.mutation, outcome)] += 1
