@@ -10,10 +10,11 @@ MAC), lowers arena_used_bytes() without raising the planned head.
 
 After the search has chosen its stages, `absorb` walks the ops outside them
 left to right and, at each op, tries the longest stages starting there (a
-1x1 grid, and the least-scratch schedule within the MAC limit) whose bytes
-alive fit the current head; a stage is kept when TFLM's head (replayed, the
-offline plan included) does not rise and the predicted arena_used_bytes()
-falls. Reference-kernel plans only, like the offline plan it relies on.
+1x1 grid, and the least-scratch schedule that adds no MAC, cached halos) whose
+bytes alive fit the current head; a stage is kept when TFLM's head (replayed,
+the offline plan included) does not rise and the predicted arena_used_bytes()
+falls. No MAC is added, so a plan chosen for its MACs (an SRAM budget) keeps
+them. Reference-kernel plans only, like the offline plan it relies on.
 """
 from __future__ import annotations
 
@@ -23,8 +24,8 @@ from .stage import all_stages
 TRIES_PER_OP = 3  # the longest stages tried exactly at each op
 
 
-def _options(graph, stage, limit: float | None, memo: dict) -> list:
-    """The single-patch schedule and the least-scratch one within the MAC limit (if it differs)."""
+def _options(graph, stage, memo: dict) -> list:
+    """The single-patch schedule, and the least-scratch one that adds no MAC (cached halos) if smaller."""
     from .planner import schedules
     h, w = stage.layers[-1].out_shape[:2]
     input_shape = tuple(graph.tensors[stage.input_tensor].shape[1:])
@@ -33,7 +34,7 @@ def _options(graph, stage, limit: float | None, memo: dict) -> list:
     key = (stage.start, stage.end, None, cmsis_nn.REFERENCE)
     if key not in memo:
         memo[key] = schedules(graph, stage, None, memo.setdefault("tables", {}), cmsis_nn.REFERENCE)
-    within = [o for o in memo[key] if limit is None or o.cost <= limit * o.macs_original]
+    within = [o for o in memo[key] if o.macs_patched <= o.macs_original]
     if within:
         best = min(within, key=lambda o: (o.scratch_bytes, o.cost))
         if single is None or best.scratch_bytes < single.scratch_bytes:
@@ -41,7 +42,7 @@ def _options(graph, stage, limit: float | None, memo: dict) -> list:
     return found
 
 
-def absorb(graph, stages: list, head: int, used: int, limit: float | None, memo: dict) -> tuple:
+def absorb(graph, stages: list, head: int, used: int, memo: dict) -> tuple:
     """(stages, head, offline offsets or None, used) with the stages that lower arena_used_bytes() added;
     the inputs back when none does."""
     from .planner import _live_bytes, _real_heads, predict, predict_used
@@ -58,7 +59,7 @@ def absorb(graph, stages: list, head: int, used: int, limit: float | None, memo:
         taken = None
         for st in sorted(by_start.get(k, ()), key=lambda s: -s.end)[:TRIES_PER_OP]:
             io = _live_bytes(base, st.start + 1, st.end, st.removed_tensors)
-            for opt in _options(graph, st, limit, memo):
+            for opt in _options(graph, st, memo):
                 saved = stage_overlap.stage_saving(graph, st, opt.rows, opt.cols, opt.input_shape)
                 if io + arena.align_up(opt.scratch_bytes) - saved > head:
                     continue

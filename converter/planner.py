@@ -190,7 +190,7 @@ def search(graph: Graph, kernels: str, limit: float | None, patches=None, split=
             if kernels == cmsis_nn.REFERENCE:  # its output over its consumed input (offline plans only)
                 cost -= stage_overlap.stage_saving(graph, stage, opt.rows, opt.cols, opt.input_shape)
             if cost >= ceiling and bound:
-                break
+                continue  # (not break: the saving of a fused output varies between options)
             edges.setdefault(stage.start, []).append((stage.end, cost, opt))
     if not edges:
         return before, [], [], before
@@ -329,8 +329,8 @@ def make_plan(graph: Graph, patches: tuple | None = None, split: int | None = No
     offsets = offline_of.get(id(chosen))
     used = predict_used(graph, chosen, after)
     if kernels == cmsis_nn.REFERENCE and patches is None and split is None and used is not None:
-        # stages over the ops left, where they save persistent memory (absorb.py)
-        grown, head, grown_offsets, grown_used = absorb.absorb(graph, list(chosen), after, used, max_mac_overhead,
+        # stages at no extra MAC over the ops left, where they save persistent memory (absorb.py)
+        grown, head, grown_offsets, grown_used = absorb.absorb(graph, list(chosen), after, used,
                                                               memo if memo is not None else {})
         if len(grown) > len(chosen):
             chosen, after, offsets, used = grown, head, grown_offsets, grown_used

@@ -111,7 +111,8 @@ def _options_lead(options: bytes) -> int:
 
 def fusions(graph) -> list:
     """The PATCH_STAGE ops whose output may take its input's place: the input is an activation that
-    no later op reads and that is not a model output."""
+    no later op reads and that is not a model output, and the lead leaves the two overlapping (a
+    single-patch stage writes its last byte only after reading its input: its lead is the output's size)."""
     last_read = {}
     for op in graph.ops:
         for t in op.inputs:
@@ -126,7 +127,9 @@ def fusions(graph) -> list:
         if source < 0 or tensor.is_constant or tensor.is_variable or source in graph.outputs \
                 or last_read.get(source) != op.index or op.inputs.count(source) != 1:
             continue
-        found.append(Fusion(output, source, _options_lead(bytes(op.custom_options))))
+        lead = _options_lead(bytes(op.custom_options))
+        if lead < align_up(graph.tensors[output].nbytes):  # else the output ends before its input: nothing to fuse
+            found.append(Fusion(output, source, lead))
     return found
 
 

@@ -18,7 +18,7 @@ def _plans(name, monkeypatch):
     graph = build_graph(model)
     plan = planner.make_plan(graph, max_mac_overhead=1.05)
     with monkeypatch.context() as m:
-        m.setattr(absorb, "absorb", lambda graph, stages, head, used, limit, memo: (stages, head, None, used))
+        m.setattr(absorb, "absorb", lambda graph, stages, head, used, memo: (stages, head, None, used))
         searched = planner.make_plan(graph, max_mac_overhead=1.05)
     return model, graph, plan, searched
 
@@ -56,8 +56,27 @@ def test_mobilenet_v1_reaches_2x_on_arena_used_bytes(monkeypatch):
     assert report.identical, report.first_difference
 
 
-def test_no_stage_is_added_for_other_kernels_or_a_chosen_grid():
+def test_no_stage_is_added_for_other_kernels_or_a_chosen_grid(monkeypatch):
     graph = build_graph(model_io.load_model(os.path.join(MODELS_DIR, "mobilenetv1_025_96_gray.tflite")))
     for kw in (dict(kernels="cmsis_nn"), dict(patches=(4, 4))):
         plan = planner.make_plan(graph, max_mac_overhead=1.05, **kw)
-        assert all(sp.grid != (1, 1) for sp in plan.stages), kw
+        with monkeypatch.context() as m:
+            m.setattr(absorb, "absorb", lambda graph, stages, head, used, memo: (stages, head, None, used))
+            searched = planner.make_plan(graph, max_mac_overhead=1.05, **kw)
+        assert [(s.stage.start, s.stage.end) for s in plan.stages] == \
+            [(s.stage.start, s.stage.end) for s in searched.stages], kw
+
+
+@pytest.mark.parametrize("limit", [1.5, None])
+def test_added_stages_add_no_mac_under_any_limit(limit, monkeypatch):
+    """A plan chosen for its MACs keeps them: the stages added compute each output once."""
+    graph = build_graph(model_io.load_model(os.path.join(MODELS_DIR, "mobilenetv1_025_96_gray.tflite")))
+    plan = planner.make_plan(graph, max_mac_overhead=limit)
+    with monkeypatch.context() as m:
+        m.setattr(absorb, "absorb", lambda graph, stages, head, used, memo: (stages, head, None, used))
+        searched = planner.make_plan(graph, max_mac_overhead=limit)
+    assert plan.macs_patched - plan.macs_original == searched.macs_patched - searched.macs_original
+    assert plan.total_after <= searched.total_after and plan.arena_after <= searched.arena_after
+    added = [sp for sp in plan.stages if (sp.stage.start, sp.stage.end) not in
+             {(s.stage.start, s.stage.end) for s in searched.stages}]
+    assert all(sp.macs_patched == sp.macs_original for sp in added)

@@ -185,3 +185,46 @@ def test_patched_models_get_an_offline_plan_only_where_it_beats_greedy():
             assert unfused is None and head == greedy
         inputs = verify.random_inputs(graph, 2, seed=4)
         verify.require_identical(verify.verify(model_io.serialize_model(model), data, inputs))
+
+
+def test_a_fused_group_is_placed_whole_and_its_bound_counts_its_span():
+    """Output o (32 B) laid 16 B before its input i (48 B): o at x, i at x + 16, overlapping only each
+    other; a third buffer alive with both goes around the pair's 64-byte span."""
+    from tflm_patch.converter.stage_overlap import Fusion
+    bufs = [arena.PlannedBuffer("t0", 48, 0, 1), arena.PlannedBuffer("t1", 32, 1, 2),
+            arena.PlannedBuffer("t2", 16, 0, 2)]
+    groups = offline_plan.groups_of(bufs, [Fusion(output=1, input=0, lead=16)])
+    assert groups[0] == groups[1] and sorted(groups[0]) == [(0, 16), (1, 0)]
+    assert offline_plan.lower_bound(bufs, groups) == 64 + 16 < offline_plan.lower_bound(bufs) == 96
+    for order in ([0, 1, 2], [2, 0, 1], [1, 2, 0]):
+        offsets = offline_plan._place(bufs, order, False, groups)
+        assert offsets[0] - offsets[1] == 16
+        assert offsets[2] >= offsets[1] + 64 or offsets[2] + 16 <= offsets[1]
+        assert max(offsets[i] + bufs[i].size for i in offsets) == 80
+    exact = offline_plan._exact(bufs, 0, 10**9, groups)
+    assert exact[0] - exact[1] == 16 and max(exact[i] + bufs[i].size for i in exact) == 80
+
+
+@pytest.mark.parametrize("path", MODELS, ids=[os.path.basename(m) for m in MODELS])
+def test_in_the_planned_arena_only_fused_pairs_share_bytes(path):
+    """TFLM's placement of every default-planned model, replayed with its offline plan: no two buffers
+    alive at the same time share a byte, except a stage output and the input it is laid over."""
+    from tflm_patch.converter import stage_overlap
+    from tflm_patch.converter.errors import NoGainError
+    model = model_io.load_model(path)
+    try:
+        plan = planner.make_plan(build_graph(model), max_mac_overhead=1.05)
+    except NoGainError:
+        pytest.skip("no plan")
+    g = pipeline.write_patched(model, plan).graph
+    placed = arena.plan_arena(g, analysis.patch_stage_scratch(g))
+    assert placed.head_bytes == plan.arena_after
+    fused = {frozenset((f"t{f.input}", f"t{f.output}")) for f in stage_overlap.fusions(g)}
+    shared = set()
+    for k, a in enumerate(placed.buffers):
+        for b in placed.buffers[k + 1:]:
+            if a.first <= b.last and b.first <= a.last and a.offset < b.offset + b.size \
+                    and b.offset < a.offset + a.size:
+                shared.add(frozenset((a.label, b.label)))
+    assert shared <= fused
+    assert shared == fused or not g.offline_offsets

@@ -189,7 +189,7 @@ def _summary(plan, before_peak, after_peak, totals=None, leads=None) -> None:
         workspace = sched.workspace_bytes
         caching = {'none': 'recomputed', 'rows': 'cached in rows', 'cols': 'cached in columns',
                    'rows+cols': 'cached'}[sp.caching]
-        grid = ("one patch (it saves TFLM's per-channel persistent data)" if (rows, cols) == (1, 1)
+        grid = ("one patch (whole tensors, no halo)" if (rows, cols) == (1, 1)
                 else f"{rows}x{cols} patches, halos {caching}")
         print(f"Stage {n + 1}: ops {stage.start}-{stage.end - 1} ({ops}); {_shape(sched.input_shape)} -> "
               f"{_shape(stage.layers[-1].out_shape)}; {grid}; scratch {sched.scratch_bytes:,} bytes"
