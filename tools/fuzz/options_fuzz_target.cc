@@ -111,12 +111,12 @@ void Exercise(const StagePlan& plan, uint8_t selector) {
                               plan.input_shape.width, plan.input_shape.channels};
   descs[0] = Desc(ElementType::kInt8, 4, in_dims, false);
   known[0] = true;
-  int64_t work = 0;
+  double work = 0;  // a MAC-ish estimate, in double: unvalidated shapes can overflow any integer
   for (int32_t i = 0; i < plan.num_layers; ++i) {
     const LayerPlan& l = plan.layers[i];
     const int32_t out_c = l.output_shape.channels;
     const int32_t in_c = l.num_sources > 0 ? SourceChannels(plan, l.sources[0]) : -1;
-    work += int64_t{l.output_shape.height} * l.output_shape.width *
+    work += double{1.0} * l.output_shape.height * l.output_shape.width *
             (out_c > 0 ? out_c : 1) * (l.kernel_height > 0 ? l.kernel_height : 1) *
             (l.kernel_width > 0 ? l.kernel_width : 1) *
             (l.op == LayerOp::kConv2D && in_c > 0 ? in_c : 1);
@@ -179,8 +179,8 @@ void Exercise(const StagePlan& plan, uint8_t selector) {
                                               plan.num_layers, &lead);
   }
 #ifdef OPTIONS_FUZZ_REPORT
-  std::fprintf(stderr, "validate: %s%s%s, work %lld\n", status.ok() ? "ok" : status.message,
-               status.key ? " " : "", status.key ? status.key : "", static_cast<long long>(work));
+  std::fprintf(stderr, "validate: %s%s%s, work %.0f\n", status.ok() ? "ok" : status.message,
+               status.key ? " " : "", status.key ? status.key : "", work);
 #endif
   if (!status.ok()) return;
   if (scratch_bytes > kMaxScratch || work > kMaxWork) return;
