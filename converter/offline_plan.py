@@ -183,6 +183,9 @@ def candidates(buffers: list, groups: dict | None = None):
         order = sorted(range(n), key=key)
         for best_fit in (False, True):
             yield _place(buffers, order, best_fit, groups)
+        # tensors first, the scratch buffers in the gaps after, as TFLM places them around an offline plan
+        yield _place(buffers, sorted(range(n), key=lambda i: (not buffers[i].label.startswith("t"), key(i))),
+                     False, groups)
     rng = np.random.default_rng(0)
     base = sorted(range(n), key=keys[0])
     for _ in range(60 if n < 200 else 10):  # perturbed size orders
@@ -193,36 +196,56 @@ def candidates(buffers: list, groups: dict | None = None):
         yield _place(buffers, order, bool(rng.integers(0, 2)), groups)
 
 
-def improve(graph: Graph, scratch_requests: dict | None = None, fusions=()) -> tuple:
+def _excess(graph: Graph, requests: dict, tensor_offsets: dict, protected: dict) -> tuple:
+    """(TFLM's head with these offline offsets, the bytes by which the protected scopes' extents
+    exceed their limits)."""
+    buffers = arena.allocation_lifetimes(graph, requests)
+    for b in buffers:
+        if b.label.startswith("t"):
+            b.offline = tensor_offsets.get(int(b.label[1:]), -1)
+    head = arena.greedy_plan(buffers)
+    extents = dict.fromkeys(protected, 0)
+    for b in buffers:
+        for scope in range(b.first, b.last + 1):
+            if scope in extents:
+                extents[scope] = max(extents[scope], b.offset + b.size)
+    return head, sum(max(0, extents[s] - limit) for s, limit in protected.items())
+
+
+def improve(graph: Graph, scratch_requests: dict | None = None, fusions=(), protected: dict | None = None) -> tuple:
     """(offsets, head_bytes): offsets is {tensor index: arena offset} for every planned
     tensor when an offline plan lowers TFLM's head below its greedy plan, else None;
     head_bytes is TFLM's head with that plan (or the greedy head).
     scratch_requests: every op's scratch requests (arena.scratch_requests).
-    fusions: stage outputs that may lie over their inputs (stage_overlap.fusions)."""
+    fusions: stage outputs that may lie over their inputs (stage_overlap.fusions).
+    protected: {scope: bytes} the extents (highest byte in use) that ops should keep, where the head
+    allows (the ops outside stages, at their extent before patching): among plans of the least head,
+    the one exceeding them least."""
     requests = scratch_requests if scratch_requests is not None else arena.builtin_scratch_requests(graph)
     buffers = arena.allocation_lifetimes(graph, requests)
     greedy = arena.greedy_plan(arena.allocation_lifetimes(graph, requests))
     groups = groups_of(buffers, fusions)
     bound = lower_bound(buffers, groups)
-    best_head, best_offsets = greedy, None
+    protected = protected or {}
+    best, best_offsets = (greedy, 0), None  # (head, excess): only a lower head beats greedy
 
     def consider(offsets):
-        nonlocal best_head, best_offsets
+        nonlocal best, best_offsets
         tensors = {int(buffers[i].label[1:]): off for i, off in offsets.items() if buffers[i].label.startswith("t")}
-        head = _replay(graph, requests, tensors)
-        if head < best_head:
-            best_head, best_offsets = head, tensors
+        key = _excess(graph, requests, tensors, protected)
+        if key[0] < greedy and key < best:
+            best, best_offsets = key, tensors
 
     for offsets in candidates(buffers, groups):
-        if best_head <= bound:
+        if best[0] <= bound and (best_offsets is None or best[1] == 0):
             break
-        if _extent(buffers, offsets) < best_head:
+        if _extent(buffers, offsets) <= best[0]:
             consider(offsets)
-    if len(buffers) <= EXACT_MAX_BUFFERS and best_head > bound:
-        exact = _exact(buffers, bound, best_head, groups)
+    if len(buffers) <= EXACT_MAX_BUFFERS and best[0] > bound:
+        exact = _exact(buffers, bound, best[0], groups)
         if exact is not None:
             consider(exact)
-    return best_offsets, best_head
+    return best_offsets, best[0]
 
 
 def offsets_vector(graph, offsets: dict) -> list:

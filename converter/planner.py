@@ -352,13 +352,29 @@ def _real_heads(graph: Graph, met: list) -> tuple:
         fusions = stage_overlap.fusions(g)
         buffers = arena.allocation_lifetimes(g, requests)
         if offline_plan.lower_bound(buffers, offline_plan.groups_of(buffers, fusions)) <= min(best, head - 1):
-            offsets, improved = offline_plan.improve(g, requests, fusions)
+            offsets, improved = offline_plan.improve(g, requests, fusions, _kept_extents(graph, stages))
             if offsets is not None and improved < head:
                 head = improved
                 offline_of[id(stages)] = offsets
         best = min(best, head)
         real.append((head, stages))
     return real, offline_of
+
+
+def _kept_extents(graph: Graph, stages: list) -> dict:
+    """{scope of the patched graph: the extent its op had before patching}, for the ops outside stages:
+    an offline plan of the least head keeps them where it can (offline_plan.improve)."""
+    base = arena.plan_arena(graph)
+    starts = {sp.stage.start: sp.stage.end for sp in stages}
+    kept, i, k = {}, 0, 0
+    while i < len(graph.ops):
+        if i in starts:
+            i = starts[i]
+        else:
+            kept[k + 1] = base.extent_at(i + 1)
+            i += 1
+        k += 1
+    return kept
 
 
 PARETO_LIMITS = (1.0, 1.05, 1.1, 1.25, 1.5, 2.0)
