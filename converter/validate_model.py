@@ -219,6 +219,8 @@ class _Checker:
                 self.fail(f"tensor {self.label(i)} has zero point {z}, outside its type's range [{lo}, {hi}]")
         if len(scales) > 1:
             dim = int(q.quantizedDimension)
+            if len(shape) == 1 and shape[0] == len(scales):
+                return  # a per-channel bias: old converters (TFLM's person_detect) name any dimension here
             if not 0 <= dim < len(shape) or shape[dim] != len(scales):
                 self.fail(f"tensor {self.label(i)} has {len(scales)} per-channel scales on dimension {dim} "
                           f"of shape {shape}")

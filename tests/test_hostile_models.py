@@ -188,6 +188,21 @@ def test_hostile_model_refused_by_convert_and_analyze(case, tmp_path, capsys):
     assert src.read_bytes() == data
 
 
+def test_a_per_channel_bias_naming_another_dimension_is_a_model_users_have(tmp_path, capsys):
+    """Old converters wrote 1-D per-channel biases with quantized_dimension 3 (TFLM's own person_detect
+    model); TFLM reads them by count. Such a model converts and verifies; a 4-D filter naming a wrong
+    dimension stays refused (above)."""
+    m = _load(RESIDUAL)
+    conv = _op(m, "CONV_2D")
+    bias = _sg(m).tensors[conv.inputs[2]]
+    assert len(bias.shape) == 1 and len(bias.quantization.scale) == bias.shape[0] > 1
+    bias.quantization.quantizedDimension = 3
+    src = tmp_path / "old_converter.tflite"
+    src.write_bytes(model_io.serialize_model(m))
+    code, out, err = _run(["convert", src, "-o", tmp_path / "p.tflite", "--verify-inputs", "2"], capsys)
+    assert code == 0 and "Verified bit-identical" in out, err
+
+
 @pytest.fixture(scope="module")
 def patched_pair(tmp_path_factory):
     d = tmp_path_factory.mktemp("pair")

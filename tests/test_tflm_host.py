@@ -94,6 +94,29 @@ def test_tflm_rejects_a_plan_that_does_not_match_its_tensors(tflm, tmp_path):
         tflm_host.run_model(runner, str(broken), x)
 
 
+def test_tflms_own_person_detection_model(tmp_path):
+    """TFLM's person_detect.tflite (MobileNetV1-0.25, 96x96x1, from the user's tree): the default plan
+    gives TFLM's outputs in the reference build, in an arena_used_bytes() predicted to the byte and
+    more than 2x smaller (85,024 bytes stock)."""
+    from tflm_patch.converter import persistent
+    tree, why = tflm_host.find_tflm(tflm_host.REFERENCE)
+    if tree is None:
+        pytest.skip(why)
+    path = os.path.join(tree.root, "tensorflow/lite/micro/models/person_detect.tflite")
+    if not os.path.exists(path):
+        pytest.skip(f"no {path} in this TFLM tree")
+    runner = tflm_host.build_runner(tree)
+    graph, plan, patched = _patched(path, tmp_path, max_mac_overhead=1.05)
+    for (x,) in verify.random_inputs(graph, 2, seed=4):
+        stock = tflm_host.run_model(runner, path, x)
+        ours = tflm_host.run_model(runner, patched, x)
+        assert ours.outputs == stock.outputs
+    g = build_graph(model_io.load_model(patched))
+    assert ours.arena_used_bytes == plan.total_after == persistent.predict_arena_used(g).total_bytes
+    assert stock.arena_used_bytes == plan.total_before
+    assert stock.arena_used_bytes >= 2 * ours.arena_used_bytes
+
+
 def test_tflm_eval_refuses_an_output_laid_on_input_still_to_be_read(tflm, tmp_path):
     """The default residual_add plan lays the stage output over its input; moved 16 bytes closer than
     the lead allows, the kernel's Eval refuses it (TFLM places tensors only after Prepare)."""
