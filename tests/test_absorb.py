@@ -10,6 +10,11 @@ from tflm_patch.converter.graph import build_graph
 
 from .conftest import MODELS_DIR
 
+def _searched_only(graph, stages, head, used, memo):
+    """absorb switched off: the search's stages alone."""
+    return stages, head, None, used
+
+
 NAMES = ["mobilenetv1_025_96_gray", "mobilenetv2_035_96", "residual_add", "stride2_even", "unet_small"]
 
 
@@ -18,7 +23,7 @@ def _plans(name, monkeypatch):
     graph = build_graph(model)
     plan = planner.make_plan(graph, max_mac_overhead=1.05)
     with monkeypatch.context() as m:
-        m.setattr(absorb, "absorb", lambda graph, stages, head, used, memo: (stages, head, None, used))
+        m.setattr(absorb, "absorb", _searched_only)
         searched = planner.make_plan(graph, max_mac_overhead=1.05)
     return model, graph, plan, searched
 
@@ -61,7 +66,7 @@ def test_no_stage_is_added_for_other_kernels_or_a_chosen_grid(monkeypatch):
     for kw in (dict(kernels="cmsis_nn"), dict(patches=(4, 4))):
         plan = planner.make_plan(graph, max_mac_overhead=1.05, **kw)
         with monkeypatch.context() as m:
-            m.setattr(absorb, "absorb", lambda graph, stages, head, used, memo: (stages, head, None, used))
+            m.setattr(absorb, "absorb", _searched_only)
             searched = planner.make_plan(graph, max_mac_overhead=1.05, **kw)
         assert [(s.stage.start, s.stage.end) for s in plan.stages] == \
             [(s.stage.start, s.stage.end) for s in searched.stages], kw
@@ -73,7 +78,7 @@ def test_added_stages_add_no_mac_under_any_limit(limit, monkeypatch):
     graph = build_graph(model_io.load_model(os.path.join(MODELS_DIR, "mobilenetv1_025_96_gray.tflite")))
     plan = planner.make_plan(graph, max_mac_overhead=limit)
     with monkeypatch.context() as m:
-        m.setattr(absorb, "absorb", lambda graph, stages, head, used, memo: (stages, head, None, used))
+        m.setattr(absorb, "absorb", _searched_only)
         searched = planner.make_plan(graph, max_mac_overhead=limit)
     assert plan.macs_patched - plan.macs_original == searched.macs_patched - searched.macs_original
     assert plan.total_after <= searched.total_after and plan.arena_after <= searched.arena_after
