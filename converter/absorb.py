@@ -45,14 +45,14 @@ def _options(graph, stage, memo: dict) -> list:
 def absorb(graph, stages: list, head: int, used: int, memo: dict) -> tuple:
     """(stages, head, offline offsets or None, used) with the stages that lower arena_used_bytes() added;
     the inputs back when none does."""
-    from .planner import _live_bytes, _real_heads, predict, predict_used
+    from .planner import _live_bytes, _real_heads, predict, predict_used  # planner calls absorb: import here
     covered = {k for sp in stages for k in range(sp.stage.start, sp.stage.end)}
     by_start = {}
     for st in all_stages(graph):
         if not covered.intersection(range(st.start, st.end)):
             by_start.setdefault(st.start, []).append(st)
     base = arena.plan_arena(graph)
-    tail = persistent.predict_tail(planner_graph(graph, stages)).tail_bytes
+    tail = persistent.predict_tail(_patched(graph, stages)).tail_bytes
     chosen, offsets = list(stages), None
     k = 0
     while k < len(graph.ops):
@@ -65,7 +65,7 @@ def absorb(graph, stages: list, head: int, used: int, memo: dict) -> tuple:
                     continue
                 trial = sorted(chosen + [stage_cost.materialize(opt, cmsis_nn.REFERENCE)],
                                key=lambda sp: sp.stage.start)
-                trial_tail = persistent.predict_tail(planner_graph(graph, trial)).tail_bytes
+                trial_tail = persistent.predict_tail(_patched(graph, trial)).tail_bytes
                 if trial_tail >= tail:
                     continue
                 real, offline_of = _real_heads(graph, [(predict(graph, trial).head_bytes, trial)])
@@ -84,6 +84,7 @@ def absorb(graph, stages: list, head: int, used: int, memo: dict) -> tuple:
     return chosen, head, offsets, used
 
 
-def planner_graph(graph, stages):
+def _patched(graph, stages):
+    """The graph as the rewrite leaves it with these stages (planner.patched_graph)."""
     from .planner import patched_graph
     return patched_graph(graph, stages)[0]
